@@ -1,0 +1,34 @@
+# Set-up and main tasks.  Everything needed is installed into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= emkit-out
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,io,dask]"
+	touch $(VENV)/.installed-core $@
+
+## make demo: fit a Gaussian mixture to the embedded Old Faithful data; writes $(OUT)/
+demo: $(VENV)/.installed-core
+	$(BIN)/emkit fit --example faithful --model gmm -k 2 --seed 0 -o $(OUT)
+
+## make test: the whole test suite (includes a tiny benchmark smoke run)
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+## make bench: speed against scikit-learn and hmmlearn, printed as a table and written as JSON
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

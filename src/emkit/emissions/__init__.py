@@ -1,0 +1,5 @@
+"""Emission families: each computes per-state log-likelihoods, additive statistics and an M-step."""
+
+from .gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams, GaussianStats
+
+__all__ = ["COVARIANCE_TYPES", "GaussianEmission", "GaussianParams", "GaussianStats"]

@@ -1,0 +1,1 @@
+"""Inference for latent structures: mixtures and hidden Markov models."""

@@ -1,0 +1,567 @@
+"""Numba kernels for hidden Markov model inference.
+
+These are private; see :mod:`emkit.inference.hmm` for the public API.
+
+Conventions shared by all kernels
+---------------------------------
+* ``ll`` is the (T, K) frame log-likelihood array (float64 or float32, C
+  contiguous); every internal quantity is float64.
+* ``seq_starts`` (n_seq + 1,) int64 holds the offsets of the sequences in
+  ``ll`` (``seq_starts[0] == 0``, ``seq_starts[-1] == T``).
+* ``block_starts`` (n_blocks + 1,) int64 groups consecutive sequences into
+  blocks.  ``prange`` runs over blocks; every block accumulates its own
+  statistics and blocks are summed in order afterwards, so results do not
+  depend on the number of threads.
+
+Forward-backward uses per-step scaling in probability space (fast).  When a
+scaled recursion would leave the safe floating point range (a normaliser below
+``_TINY``, or a step where every state has log-likelihood ``-inf``) the
+sequence is recomputed with exact log-space recursions, which also decide
+whether the sequence is truly impossible (likelihood exactly 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# Normalisers smaller than this send the sequence to the log-space path; it
+# keeps every reciprocal finite (1 / _TINY < 1.8e308) and avoids subnormals.
+_TINY = 1e-290
+
+_NEG_INF = -np.inf
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _row_max(ll, t):
+    K = ll.shape[1]
+    m = _NEG_INF
+    for k in range(K):
+        v = np.float64(ll[t, k])
+        if v > m:
+            m = v
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _logsumexp_vec(x):
+    K = x.shape[0]
+    m = _NEG_INF
+    for k in range(K):
+        if x[k] > m:
+            m = x[k]
+    if m == _NEG_INF:
+        return _NEG_INF
+    s = 0.0
+    for k in range(K):
+        s += math.exp(x[k] - m)
+    return m + math.log(s)
+
+
+@njit(cache=True, nogil=True)
+def _log_forward_step(logA, prev, ll, t, out):
+    """out[j] = logsumexp_i(prev[i] + logA[i, j]) + ll[t, j]."""
+    K = logA.shape[0]
+    for j in range(K):
+        m = _NEG_INF
+        for i in range(K):
+            v = prev[i] + logA[i, j]
+            if v > m:
+                m = v
+        if m == _NEG_INF:
+            out[j] = _NEG_INF
+        else:
+            s = 0.0
+            for i in range(K):
+                s += math.exp(prev[i] + logA[i, j] - m)
+            out[j] = m + math.log(s) + np.float64(ll[t, j])
+
+
+@njit(cache=True, nogil=True)
+def _pick(weights, total, u):
+    """Index i with cumsum(weights)[i - 1] <= u * total < cumsum(weights)[i].
+
+    Never returns an index with a zero weight (falls back to the last positive
+    weight if rounding puts ``u * total`` at or above the computed total).
+    Returns -1 if every weight is zero.
+    """
+    K = weights.shape[0]
+    target = u * total
+    acc = 0.0
+    last = -1
+    for k in range(K):
+        w = weights[k]
+        if w > 0.0:
+            acc += w
+            last = k
+            if acc > target:
+                return k
+    return last
+
+
+# ---------------------------------------------------------------------------
+# forward-backward
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _fb_seq_scaled(pi, A, ll, a, b, post, mx, Sseq, u, bu, w):
+    """Scaled forward-backward for the sequence ll[a:b].
+
+    Writes posteriors to post[a:b] and adds sum_t outer(alpha_t / Z_t, w_{t+1})
+    to ``Sseq`` (the expected transition counts are ``A * Sseq``).  Returns
+    (ok, log_likelihood); on ``ok == False`` the outputs are garbage and the
+    caller must use the log-space path.
+    """
+    K = A.shape[0]
+    loglik = 0.0
+    # ---- forward: post[t] <- alpha_hat_t (sums to one), mx[t] <- max_k ll
+    for t in range(a, b):
+        m = _row_max(ll, t)
+        if m == _NEG_INF:
+            return False, 0.0
+        mx[t] = m
+        if t == a:
+            for k in range(K):
+                u[k] = pi[k]
+        else:
+            for j in range(K):
+                u[j] = 0.0
+            for i in range(K):
+                ai = post[t - 1, i]
+                for j in range(K):
+                    u[j] += ai * A[i, j]
+        c = 0.0
+        for k in range(K):
+            v = u[k] * math.exp(np.float64(ll[t, k]) - m)
+            post[t, k] = v
+            c += v
+        if not (c >= _TINY):
+            return False, 0.0
+        inv = 1.0 / c
+        for k in range(K):
+            post[t, k] *= inv
+        loglik += m + math.log(c)
+
+    # ---- backward.  beta_t is kept normalised to max 1; w = B_{t+1} * beta_{t+1}
+    m = mx[b - 1]
+    for k in range(K):
+        w[k] = math.exp(np.float64(ll[b - 1, k]) - m)
+    # gamma_{b-1} = alpha_hat_{b-1}: already in post[b - 1]
+    for t in range(b - 2, a - 1, -1):
+        Z = 0.0
+        bmax = 0.0
+        for i in range(K):
+            s = 0.0
+            for j in range(K):
+                s += A[i, j] * w[j]
+            bu[i] = s
+            Z += post[t, i] * s
+            if s > bmax:
+                bmax = s
+        if not (Z >= _TINY):
+            return False, 0.0
+        invZ = 1.0 / Z
+        invb = 1.0 / bmax  # bmax >= Z >= _TINY
+        m = mx[t]
+        for i in range(K):
+            ai = post[t, i] * invZ
+            for j in range(K):
+                Sseq[i, j] += ai * w[j]
+        for i in range(K):
+            post[t, i] = post[t, i] * bu[i] * invZ
+            w[i] = math.exp(np.float64(ll[t, i]) - m) * (bu[i] * invb)
+    return True, loglik
+
+
+@njit(cache=True, nogil=True)
+def _fb_seq_log(logpi, logA, ll, a, b, post, X, lb, lbn, tmp):
+    """Exact log-space forward-backward for ll[a:b].
+
+    Writes posteriors to post[a:b] and adds the expected transition counts to
+    ``X``.  Returns the log-likelihood; if it is -inf the posteriors are zero
+    and nothing is added.
+    """
+    K = logA.shape[0]
+    for k in range(K):
+        post[a, k] = logpi[k] + np.float64(ll[a, k])
+    for t in range(a + 1, b):
+        _log_forward_step(logA, post[t - 1], ll, t, post[t])
+    loglik = _logsumexp_vec(post[b - 1])
+    if loglik == _NEG_INF:
+        for t in range(a, b):
+            for k in range(K):
+                post[t, k] = 0.0
+        return _NEG_INF
+    for k in range(K):
+        lb[k] = 0.0
+        post[b - 1, k] = math.exp(post[b - 1, k] - loglik)
+    for t in range(b - 2, a - 1, -1):
+        for i in range(K):
+            m = _NEG_INF
+            for j in range(K):
+                v = logA[i, j] + np.float64(ll[t + 1, j]) + lb[j]
+                tmp[j] = v
+                if v > m:
+                    m = v
+            if m == _NEG_INF:
+                lbn[i] = _NEG_INF
+            else:
+                s = 0.0
+                for j in range(K):
+                    s += math.exp(tmp[j] - m)
+                lbn[i] = m + math.log(s)
+            la = post[t, i]
+            if la > _NEG_INF:
+                for j in range(K):
+                    X[i, j] += math.exp(la + tmp[j] - loglik)
+            post[t, i] = math.exp(la + lbn[i] - loglik)
+        for k in range(K):
+            lb[k] = lbn[k]
+    return loglik
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def forward_backward_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, force_log):
+    """Forward-backward over all sequences.
+
+    Returns
+    -------
+    seq_ll : (n_seq,) float64
+    post : (T, K) float64
+    xi : (K, K) float64
+    start : (K,) float64
+    """
+    T = ll.shape[0]
+    K = A.shape[0]
+    n_seq = seq_starts.shape[0] - 1
+    nb = block_starts.shape[0] - 1
+    post = np.empty((T, K), dtype=np.float64)
+    mx = np.empty(T, dtype=np.float64)
+    seq_ll = np.zeros(n_seq, dtype=np.float64)
+    S_blk = np.zeros((nb, K, K), dtype=np.float64)
+    X_blk = np.zeros((nb, K, K), dtype=np.float64)
+    st_blk = np.zeros((nb, K), dtype=np.float64)
+    for blk in prange(nb):
+        u = np.empty(K, dtype=np.float64)
+        bu = np.empty(K, dtype=np.float64)
+        w = np.empty(K, dtype=np.float64)
+        tmp = np.empty(K, dtype=np.float64)
+        Sseq = np.empty((K, K), dtype=np.float64)
+        S = S_blk[blk]
+        X = X_blk[blk]
+        st = st_blk[blk]
+        for s in range(block_starts[blk], block_starts[blk + 1]):
+            a = seq_starts[s]
+            b = seq_starts[s + 1]
+            if b <= a:
+                continue
+            ok = False
+            lp = 0.0
+            if not force_log:
+                Sseq[:, :] = 0.0
+                ok, lp = _fb_seq_scaled(pi, A, ll, a, b, post, mx, Sseq, u, bu, w)
+                if ok:
+                    for i in range(K):
+                        for j in range(K):
+                            S[i, j] += Sseq[i, j]
+            if not ok:
+                lp = _fb_seq_log(logpi, logA, ll, a, b, post, X, u, bu, tmp)
+            seq_ll[s] = lp
+            for k in range(K):
+                st[k] += post[a, k]
+    # ordered reduction over blocks (thread-count independent)
+    S_tot = np.zeros((K, K), dtype=np.float64)
+    X_tot = np.zeros((K, K), dtype=np.float64)
+    start = np.zeros(K, dtype=np.float64)
+    for blk in range(nb):
+        for i in range(K):
+            start[i] += st_blk[blk, i]
+            for j in range(K):
+                S_tot[i, j] += S_blk[blk, i, j]
+                X_tot[i, j] += X_blk[blk, i, j]
+    xi = np.empty((K, K), dtype=np.float64)
+    for i in range(K):
+        for j in range(K):
+            xi[i, j] = A[i, j] * S_tot[i, j] + X_tot[i, j]
+    return seq_ll, post, xi, start
+
+
+# ---------------------------------------------------------------------------
+# forward only (filtering)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _filter_seq_scaled(pi, A, ll, a, b, out, u):
+    """Scaled forward pass; out[t] <- p(z_t | x_a..x_t).  Returns (ok, loglik)."""
+    K = A.shape[0]
+    loglik = 0.0
+    for t in range(a, b):
+        m = _row_max(ll, t)
+        if m == _NEG_INF:
+            return False, 0.0
+        if t == a:
+            for k in range(K):
+                u[k] = pi[k]
+        else:
+            for j in range(K):
+                u[j] = 0.0
+            for i in range(K):
+                ai = out[t - 1, i]
+                for j in range(K):
+                    u[j] += ai * A[i, j]
+        c = 0.0
+        for k in range(K):
+            v = u[k] * math.exp(np.float64(ll[t, k]) - m)
+            out[t, k] = v
+            c += v
+        if not (c >= _TINY):
+            return False, 0.0
+        inv = 1.0 / c
+        for k in range(K):
+            out[t, k] *= inv
+        loglik += m + math.log(c)
+    return True, loglik
+
+
+@njit(cache=True, nogil=True)
+def _filter_seq_log(logpi, logA, ll, a, b, out, la, lan, as_log):
+    """Exact log-space forward pass.
+
+    If ``as_log`` the rows of ``out`` receive log alpha_t (unnormalised);
+    otherwise they receive the normalised filtered probabilities, zeros from
+    the first step whose prefix is impossible.  Returns the log-likelihood.
+    """
+    K = logA.shape[0]
+    for k in range(K):
+        la[k] = logpi[k] + np.float64(ll[a, k])
+    for t in range(a, b):
+        if t > a:
+            _log_forward_step(logA, la, ll, t, lan)
+            for k in range(K):
+                la[k] = lan[k]
+        if as_log:
+            for k in range(K):
+                out[t, k] = la[k]
+        else:
+            lse = _logsumexp_vec(la)
+            if lse == _NEG_INF:
+                for k in range(K):
+                    out[t, k] = 0.0
+            else:
+                for k in range(K):
+                    out[t, k] = math.exp(la[k] - lse)
+    return _logsumexp_vec(la)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def filter_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, force_log):
+    """Forward pass over all sequences.  Returns (seq_ll (n_seq,), filtered (T, K))."""
+    T = ll.shape[0]
+    K = A.shape[0]
+    n_seq = seq_starts.shape[0] - 1
+    nb = block_starts.shape[0] - 1
+    out = np.empty((T, K), dtype=np.float64)
+    seq_ll = np.zeros(n_seq, dtype=np.float64)
+    for blk in prange(nb):
+        u = np.empty(K, dtype=np.float64)
+        la = np.empty(K, dtype=np.float64)
+        for s in range(block_starts[blk], block_starts[blk + 1]):
+            a = seq_starts[s]
+            b = seq_starts[s + 1]
+            if b <= a:
+                continue
+            ok = False
+            lp = 0.0
+            if not force_log:
+                ok, lp = _filter_seq_scaled(pi, A, ll, a, b, out, u)
+            if not ok:
+                lp = _filter_seq_log(logpi, logA, ll, a, b, out, la, u, False)
+            seq_ll[s] = lp
+    return seq_ll, out
+
+
+# ---------------------------------------------------------------------------
+# Viterbi
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def viterbi_kernel(logpi, logAT, ll, seq_starts, block_starts):
+    """Viterbi over all sequences; ``logAT`` is log(transmat).T (contiguous).
+
+    Returns (seq_logprob (n_seq,), path (T,) int64).  For a sequence with
+    log-probability -inf the path is an arbitrary state sequence.
+    """
+    T = ll.shape[0]
+    K = logAT.shape[0]
+    n_seq = seq_starts.shape[0] - 1
+    nb = block_starts.shape[0] - 1
+    path = np.empty(T, dtype=np.int64)
+    bp = np.empty((T, K), dtype=np.int32)
+    seq_lp = np.zeros(n_seq, dtype=np.float64)
+    for blk in prange(nb):
+        delta = np.empty(K, dtype=np.float64)
+        nd = np.empty(K, dtype=np.float64)
+        for s in range(block_starts[blk], block_starts[blk + 1]):
+            a = seq_starts[s]
+            b = seq_starts[s + 1]
+            if b <= a:
+                continue
+            for k in range(K):
+                delta[k] = logpi[k] + np.float64(ll[a, k])
+            for t in range(a + 1, b):
+                for j in range(K):
+                    best = _NEG_INF
+                    arg = 0
+                    for i in range(K):
+                        v = delta[i] + logAT[j, i]
+                        if v > best:
+                            best = v
+                            arg = i
+                    nd[j] = best + np.float64(ll[t, j])
+                    bp[t, j] = arg
+                for k in range(K):
+                    delta[k] = nd[k]
+            best = _NEG_INF
+            arg = 0
+            for k in range(K):
+                if delta[k] > best:
+                    best = delta[k]
+                    arg = k
+            seq_lp[s] = best
+            path[b - 1] = arg
+            for t in range(b - 1, a, -1):
+                arg = bp[t, arg]
+                path[t - 1] = arg
+    return seq_lp, path
+
+
+# ---------------------------------------------------------------------------
+# sampling
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _ffbs_seq_scaled(A, a, b, fwd, unif, path, wts):
+    """Backward sampling from scaled filtered marginals in fwd[a:b]."""
+    K = A.shape[0]
+    tot = 0.0
+    for k in range(K):
+        tot += fwd[b - 1, k]
+    z = _pick(fwd[b - 1], tot, unif[b - 1])
+    if z < 0:
+        return False
+    path[b - 1] = z
+    for t in range(b - 2, a - 1, -1):
+        tot = 0.0
+        for i in range(K):
+            v = fwd[t, i] * A[i, z]
+            wts[i] = v
+            tot += v
+        z = _pick(wts, tot, unif[t])
+        if z < 0:
+            return False
+        path[t] = z
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _ffbs_seq_log(logA, a, b, fwd, loglik, unif, path, wts, tmp):
+    """Backward sampling from log alpha in fwd[a:b] (loglik finite)."""
+    K = logA.shape[0]
+    tot = 0.0
+    for k in range(K):
+        v = math.exp(fwd[b - 1, k] - loglik)
+        wts[k] = v
+        tot += v
+    z = _pick(wts, tot, unif[b - 1])
+    path[b - 1] = z
+    for t in range(b - 2, a - 1, -1):
+        m = _NEG_INF
+        for i in range(K):
+            v = fwd[t, i] + logA[i, z]
+            tmp[i] = v
+            if v > m:
+                m = v
+        tot = 0.0
+        for i in range(K):
+            v = math.exp(tmp[i] - m)
+            wts[i] = v
+            tot += v
+        z = _pick(wts, tot, unif[t])
+        path[t] = z
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ffbs_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, unif, force_log):
+    """Forward filtering, backward sampling.  ``unif`` (T,) uniforms in [0, 1).
+
+    Returns (seq_ll (n_seq,), path (T,) int64); the path of an impossible
+    sequence (seq_ll == -inf) is filled with -1.
+    """
+    T = ll.shape[0]
+    K = A.shape[0]
+    n_seq = seq_starts.shape[0] - 1
+    nb = block_starts.shape[0] - 1
+    fwd = np.empty((T, K), dtype=np.float64)
+    path = np.empty(T, dtype=np.int64)
+    seq_ll = np.zeros(n_seq, dtype=np.float64)
+    for blk in prange(nb):
+        u = np.empty(K, dtype=np.float64)
+        la = np.empty(K, dtype=np.float64)
+        wts = np.empty(K, dtype=np.float64)
+        for s in range(block_starts[blk], block_starts[blk + 1]):
+            a = seq_starts[s]
+            b = seq_starts[s + 1]
+            if b <= a:
+                continue
+            ok = False
+            lp = 0.0
+            if not force_log:
+                ok, lp = _filter_seq_scaled(pi, A, ll, a, b, fwd, u)
+                if ok:
+                    ok = _ffbs_seq_scaled(A, a, b, fwd, unif, path, wts)
+            if not ok:
+                # exact log-space fallback: fwd rows hold log alpha_t
+                lp = _filter_seq_log(logpi, logA, ll, a, b, fwd, la, u, True)
+                if lp == _NEG_INF:
+                    for t in range(a, b):
+                        path[t] = -1
+                else:
+                    _ffbs_seq_log(logA, a, b, fwd, lp, unif, path, wts, la)
+            seq_ll[s] = lp
+    return seq_ll, path
+
+
+@njit(cache=True, nogil=True)
+def sample_states_kernel(pi, A, unif):
+    """Sample a Markov chain path of length ``unif.shape[0]``."""
+    n = unif.shape[0]
+    path = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return path
+    K = pi.shape[0]
+    tot = 0.0
+    for k in range(K):
+        tot += pi[k]
+    z = _pick(pi, tot, unif[0])
+    path[0] = z
+    rowsum = np.empty(K, dtype=np.float64)
+    for i in range(K):
+        s = 0.0
+        for j in range(K):
+            s += A[i, j]
+        rowsum[i] = s
+    for t in range(1, n):
+        z = _pick(A[z], rowsum[z], unif[t])
+        path[t] = z
+    return path

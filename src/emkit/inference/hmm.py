@@ -1,0 +1,331 @@
+"""Hidden Markov model inference as pure functions.
+
+All functions take the model as plain arrays:
+
+``startprob`` : ndarray (K,)
+    Initial state probabilities (zeros allowed).
+``transmat`` : ndarray (K, K)
+    Row-stochastic transition probabilities, ``transmat[i, j] =
+    p(z_{t+1} = j | z_t = i)`` (zeros allowed).
+``frame_loglik`` : ndarray (T, K), float64 or float32
+    ``log p(x_t | z_t = k)`` for all sequences concatenated along axis 0.
+    ``-inf`` entries are allowed.  float32 input is accepted without a copy;
+    all arithmetic is done in float64 and every output is float64.
+``lengths`` : ndarray (n_seq,) of int, or None
+    Lengths of the concatenated sequences (summing to ``T``); ``None`` means a
+    single sequence of length ``T``.  Length-0 sequences contribute nothing
+    (log-likelihood 0).
+
+Inputs are not validated beyond shapes and ``sum(lengths) == T``: probabilities
+are used as given (not renormalised) and ``frame_loglik`` must not contain NaN
+or ``+inf``.
+
+Numerics
+--------
+Forward-backward and filtering scale every step in probability space (the
+per-step maximum of ``frame_loglik`` is subtracted before exponentiating) and
+accumulate the log normalisers, so arbitrarily long sequences give a finite
+log-likelihood.  A sequence whose scaled recursion would leave the safe
+floating point range (e.g. a step where no state is possible) is recomputed
+with exact log-space recursions.  A sequence whose likelihood is exactly zero
+under the model gets log-likelihood ``-inf`` and contributes zeros; no
+function ever returns NaN.  Zero entries of ``startprob`` / ``transmat`` give
+exact zeros in the corresponding posteriors and expected counts.
+
+All sequences are processed in one parallel numba kernel (``prange`` over
+blocks of consecutive sequences whose boundaries depend only on ``lengths``),
+and per-block statistics are reduced in a fixed order, so results are
+bit-identical whatever the number of numba threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _hmm_kernels as _k
+
+__all__ = [
+    "HMMPosterior",
+    "forward_backward",
+    "viterbi",
+    "filter",
+    "sample_posterior_path",
+    "sample_states",
+]
+
+# Target number of time steps per parallel block.  Block boundaries depend only
+# on the sequence lengths (never on the thread count).
+_BLOCK_STEPS = 4096
+
+
+@dataclass(frozen=True)
+class HMMPosterior:
+    """Result of :func:`forward_backward`.
+
+    Attributes
+    ----------
+    log_likelihood : float
+        ``sum_s log p(x^(s))`` over all sequences (``-inf`` if any sequence
+        is impossible under the model).
+    seq_log_likelihood : ndarray (n_seq,)
+        Per-sequence log-likelihood ``log p(x^(s))``.
+    posteriors : ndarray (T, K)
+        ``p(z_t = k | x^(s))`` where ``s`` is the sequence containing ``t``.
+        Rows of impossible sequences are zero.
+    expected_transitions : ndarray (K, K)
+        ``sum_s sum_t p(z_t = i, z_{t+1} = j | x^(s))`` (transitions within
+        sequences only).
+    expected_start : ndarray (K,)
+        ``sum_s p(z_first = k | x^(s))``.
+    """
+
+    log_likelihood: float
+    seq_log_likelihood: np.ndarray
+    posteriors: np.ndarray
+    expected_transitions: np.ndarray
+    expected_start: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# preparation
+# ---------------------------------------------------------------------------
+
+
+def _as_loglik(frame_loglik):
+    ll = np.asarray(frame_loglik)
+    if ll.dtype != np.float32 and ll.dtype != np.float64:
+        ll = ll.astype(np.float64)
+    ll = np.ascontiguousarray(ll)
+    if ll.ndim != 2:
+        raise ValueError(f"frame_loglik must be 2-D (T, K), got shape {ll.shape}")
+    return ll
+
+
+def _as_model(startprob, transmat, K):
+    pi = np.ascontiguousarray(startprob, dtype=np.float64)
+    A = np.ascontiguousarray(transmat, dtype=np.float64)
+    if pi.shape != (K,) or A.shape != (K, K):
+        raise ValueError(
+            f"startprob {pi.shape} / transmat {A.shape} do not match K={K}"
+        )
+    return pi, A
+
+
+def _logs(pi, A):
+    with np.errstate(divide="ignore"):
+        return np.log(pi), np.ascontiguousarray(np.log(A))
+
+
+def _offsets(lengths, T):
+    """Sequence offsets (n_seq + 1,) and block offsets (n_blocks + 1,)."""
+    if lengths is None:
+        lengths = np.array([T], dtype=np.int64)
+    else:
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64).reshape(-1)
+    n_seq = lengths.shape[0]
+    if n_seq and lengths.min() < 0:
+        raise ValueError("lengths must be non-negative")
+    seq_starts = np.zeros(n_seq + 1, dtype=np.int64)
+    np.cumsum(lengths, out=seq_starts[1:])
+    if seq_starts[-1] != T:
+        raise ValueError(
+            f"sum(lengths) = {int(seq_starts[-1])} does not match T = {T}"
+        )
+    if n_seq == 0:
+        return seq_starts, np.zeros(1, dtype=np.int64)
+    # a sequence belongs to block floor(offset / _BLOCK_STEPS); boundaries are
+    # where that id changes
+    blk_id = seq_starts[:-1] // _BLOCK_STEPS
+    cuts = np.flatnonzero(np.diff(blk_id)) + 1
+    block_starts = np.concatenate(([0], cuts, [n_seq])).astype(np.int64)
+    return seq_starts, block_starts
+
+
+def _prepare(startprob, transmat, frame_loglik, lengths):
+    ll = _as_loglik(frame_loglik)
+    T, K = ll.shape
+    pi, A = _as_model(startprob, transmat, K)
+    seq_starts, block_starts = _offsets(lengths, T)
+    return pi, A, ll, seq_starts, block_starts
+
+
+# ---------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------
+
+
+def forward_backward(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False):
+    """Posterior marginals and expected counts (E-step of Baum-Welch).
+
+    Parameters
+    ----------
+    startprob : ndarray (K,)
+        Initial state probabilities.
+    transmat : ndarray (K, K)
+        Row-stochastic transition matrix.
+    frame_loglik : ndarray (T, K), float64 or float32
+        ``log p(x_t | z_t = k)``, all sequences concatenated.  float32 is
+        computed in float64; outputs are float64.
+    lengths : ndarray (n_seq,) of int, optional
+        Sequence lengths summing to ``T``; ``None`` for a single sequence.
+
+    Returns
+    -------
+    HMMPosterior
+        ``log_likelihood`` (float), ``seq_log_likelihood`` (n_seq,),
+        ``posteriors`` (T, K), ``expected_transitions`` (K, K) and
+        ``expected_start`` (K,).  A sequence impossible under the model has
+        ``seq_log_likelihood == -inf`` and zero posteriors / counts.
+
+    Notes
+    -----
+    Memory is O(T K): no (T, K, K) array is ever formed.
+    """
+    pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
+    logpi, logA = _logs(pi, A)
+    seq_ll, post, xi, start = _k.forward_backward_kernel(
+        pi, A, logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
+    )
+    return HMMPosterior(
+        log_likelihood=float(np.sum(seq_ll)),
+        seq_log_likelihood=seq_ll,
+        posteriors=post,
+        expected_transitions=xi,
+        expected_start=start,
+    )
+
+
+def viterbi(startprob, transmat, frame_loglik, lengths=None):
+    """Most probable state path of every sequence.
+
+    Parameters
+    ----------
+    startprob : ndarray (K,)
+        Initial state probabilities.
+    transmat : ndarray (K, K)
+        Row-stochastic transition matrix.
+    frame_loglik : ndarray (T, K), float64 or float32
+        ``log p(x_t | z_t = k)``, all sequences concatenated.
+    lengths : ndarray (n_seq,) of int, optional
+        Sequence lengths summing to ``T``; ``None`` for a single sequence.
+
+    Returns
+    -------
+    log_prob : float
+        ``sum_s max_z log p(x^(s), z)``; ``-inf`` if some sequence is
+        impossible (the path of such a sequence is arbitrary).
+    path : ndarray (T,) of int64
+        The maximising state path, sequences concatenated.  Ties are broken
+        towards the lowest state index.
+    """
+    pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
+    logpi, logA = _logs(pi, A)
+    seq_lp, path = _k.viterbi_kernel(
+        logpi, np.ascontiguousarray(logA.T), ll, seq_starts, block_starts
+    )
+    return float(np.sum(seq_lp)), path
+
+
+def filter(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False):  # noqa: A001
+    """Causal (filtered) state marginals ``p(z_t | x_1..x_t)`` of each sequence.
+
+    Parameters
+    ----------
+    startprob : ndarray (K,)
+        Initial state probabilities.
+    transmat : ndarray (K, K)
+        Row-stochastic transition matrix.
+    frame_loglik : ndarray (T, K), float64 or float32
+        ``log p(x_t | z_t = k)``, all sequences concatenated.
+    lengths : ndarray (n_seq,) of int, optional
+        Sequence lengths summing to ``T``; ``None`` for a single sequence.
+
+    Returns
+    -------
+    log_likelihood : float
+        ``sum_s log p(x^(s))`` (``-inf`` if any sequence is impossible).
+    filtered : ndarray (T, K)
+        ``p(z_t = k | x_first..x_t)`` within each sequence.  Rows from the
+        first step whose prefix is impossible onwards are zero.
+    """
+    pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
+    logpi, logA = _logs(pi, A)
+    seq_ll, out = _k.filter_kernel(
+        pi, A, logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
+    )
+    return float(np.sum(seq_ll)), out
+
+
+def sample_posterior_path(startprob, transmat, frame_loglik, lengths, rng, *, _force_log=False):
+    """Draw one state path per sequence from ``p(z | x)`` (forward filtering,
+    backward sampling).
+
+    Parameters
+    ----------
+    startprob : ndarray (K,)
+        Initial state probabilities.
+    transmat : ndarray (K, K)
+        Row-stochastic transition matrix.
+    frame_loglik : ndarray (T, K), float64 or float32
+        ``log p(x_t | z_t = k)``, all sequences concatenated.
+    lengths : ndarray (n_seq,) of int or None
+        Sequence lengths summing to ``T``; ``None`` for a single sequence.
+    rng : numpy.random.Generator
+        Source of randomness (exactly ``T`` uniforms are drawn from it).
+
+    Returns
+    -------
+    path : ndarray (T,) of int64
+        A sample from the joint posterior of the states of every sequence.
+
+    Raises
+    ------
+    ValueError
+        If some sequence has probability zero under the model.
+    """
+    pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
+    logpi, logA = _logs(pi, A)
+    unif = rng.random(ll.shape[0])
+    seq_ll, path = _k.ffbs_kernel(
+        pi, A, logpi, logA, ll, seq_starts, block_starts, unif, bool(_force_log)
+    )
+    if np.any(seq_ll == -np.inf):
+        bad = np.flatnonzero(seq_ll == -np.inf)
+        raise ValueError(
+            f"{bad.size} sequence(s) have probability zero under the model "
+            f"(first: sequence {int(bad[0])}); cannot sample their states"
+        )
+    return path
+
+
+def sample_states(startprob, transmat, n_steps, rng):
+    """Sample a state path from the Markov chain prior.
+
+    Parameters
+    ----------
+    startprob : ndarray (K,)
+        Initial state probabilities.
+    transmat : ndarray (K, K)
+        Row-stochastic transition matrix.
+    n_steps : int
+        Length of the path (may be 0).
+    rng : numpy.random.Generator
+        Source of randomness (exactly ``n_steps`` uniforms are drawn).
+
+    Returns
+    -------
+    states : ndarray (n_steps,) of int64
+        ``z_0 ~ startprob``, ``z_{t+1} ~ transmat[z_t]``.  States with zero
+        probability are never drawn.
+    """
+    n_steps = int(n_steps)
+    if n_steps < 0:
+        raise ValueError("n_steps must be non-negative")
+    pi = np.ascontiguousarray(startprob, dtype=np.float64)
+    A = np.ascontiguousarray(transmat, dtype=np.float64)
+    if A.shape != (pi.shape[0], pi.shape[0]):
+        raise ValueError(f"startprob {pi.shape} / transmat {A.shape} mismatch")
+    unif = rng.random(n_steps)
+    return _k.sample_states_kernel(pi, A, unif)

@@ -1,0 +1,1 @@
+"""Estimators: thin shells that validate input and run the EM driver."""

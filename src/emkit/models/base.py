@@ -1,0 +1,62 @@
+"""The fit loop shared by every EM estimator: restarts, warm start, convergence warning."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .._base import BaseEstimator
+from .._validation import check_float, check_int, check_random_state
+from ..em import run_em
+from ..exceptions import ConvergenceWarning
+
+
+class EMEstimator(BaseEstimator):
+    """Base of estimators fitted by :func:`emkit.em.run_em`.
+
+    Subclasses provide ``_em_model()`` (latent structure x emission), ``_init_params(data, rng)``,
+    ``_params_from_attributes()``, ``_set_attributes(params)`` and ``_chunks(data)``.
+    """
+
+    def _check_common(self):
+        check_int(self.n_components, "n_components", minimum=1)
+        check_float(self.tol, "tol", minimum=0.0)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_int(self.n_init, "n_init", minimum=1)
+        check_int(self.verbose, "verbose", minimum=0)
+
+    def _run_restarts(self, data, callback=None):
+        """Run ``n_init`` EM runs (or one warm-started run) and keep the best."""
+        rng = check_random_state(self.random_state)
+        warm = bool(getattr(self, "warm_start", False)) and getattr(self, "converged_", None) is not None
+        n_init = 1 if warm else self.n_init
+        model = self._em_model()
+        chunks = self._chunks(data)
+        best = None
+        runs = []
+        for i in range(n_init):
+            params = self._params_from_attributes() if warm else self._init_params(data, rng)
+            if self.verbose:
+                print(f"Initialization {i + 1}")
+            result = run_em(model, params, chunks, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
+                            callback=callback, init_index=i,
+                            start_lower_bound=self.lower_bound_ if warm else -np.inf)
+            if self.verbose:
+                print(f"Initialization {i + 1} {'converged' if result.converged else 'did not converge'}: "
+                      f"lower bound {result.lower_bound:.8g}")
+            runs.append(result)
+            if best is None or result.lower_bound > best.lower_bound:
+                best = result
+        if not best.converged:
+            warnings.warn("Best performing initialization did not converge. Try different init parameters, "
+                          "or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning,
+                          stacklevel=3)
+        self._set_attributes(best.params)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = list(best.lower_bounds)
+        self.init_lower_bounds_ = np.array([r.lower_bound for r in runs])
+        self._restart_params = [r.params for r in runs]
+        return model

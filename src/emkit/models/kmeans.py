@@ -1,0 +1,309 @@
+"""K-means: hard EM on an isotropic Gaussian mixture (Lloyd's algorithm), seeded by greedy k-means++."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._base import BaseEstimator
+from .._validation import (check_array, check_float, check_int, check_n_features, check_random_state,
+                           check_sample_weight)
+from ..data import chunk_rows, row_slices
+from ..em import map_chunks
+from ..exceptions import ConvergenceWarning
+from ..io import register
+from ..stats import Stats, reduce_stats
+
+
+@dataclass
+class KMeansStats(Stats):
+    """Hard-assignment statistics: weight (K,), weighted sums (K, D) and inertia of some rows."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+    inertia: float
+
+
+def _sq_distances(X, centers, centers_sq=None):
+    """Squared Euclidean distances (n, K), clipped at zero."""
+    if centers_sq is None:
+        centers_sq = np.einsum("ij,ij->i", centers, centers)
+    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    d2 = x_sq[:, None] - 2.0 * (X @ centers.T) + centers_sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    return d2
+
+
+def assign(X, centers, sample_weight=None):
+    """Labels (n,) of the nearest centre and the weighted squared distance of each row (n,)."""
+    centers = np.asarray(centers, dtype=X.dtype)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    rows = chunk_rows(centers.shape[0], 1)
+
+    def one(sl):
+        d2 = _sq_distances(X[sl], centers, c_sq)
+        lab = d2.argmin(axis=1)
+        return lab, d2[np.arange(lab.size), lab]
+
+    parts = map_chunks(one, [(sl,) for sl in row_slices(X.shape[0], rows)])
+    labels = np.concatenate([p[0] for p in parts])
+    dist = np.concatenate([p[1] for p in parts]).astype(np.float64)
+    if sample_weight is not None:
+        dist = dist * sample_weight
+    return labels, dist
+
+
+def _lloyd_stats(X, centers, c_sq, sample_weight, sl):
+    Xc = X[sl]
+    d2 = _sq_distances(Xc, centers, c_sq)
+    labels = d2.argmin(axis=1)
+    dist = d2[np.arange(labels.size), labels]
+    K, D = centers.shape
+    if sample_weight is None:
+        w = None
+        counts = np.bincount(labels, minlength=K).astype(np.float64)
+        inertia = float(dist.sum())
+    else:
+        w = sample_weight[sl]
+        counts = np.bincount(labels, weights=w, minlength=K)
+        inertia = float(w @ dist)
+    sums = np.empty((K, D))
+    for d in range(D):
+        col = Xc[:, d] if w is None else Xc[:, d] * w
+        sums[:, d] = np.bincount(labels, weights=col, minlength=K)
+    return labels, KMeansStats(counts=counts, sums=sums, inertia=inertia)
+
+
+def lloyd_step(X, centers, sample_weight=None, chunk_size=None):
+    """One assignment + accumulation pass: labels (n,) and the summed :class:`KMeansStats`."""
+    centers = np.asarray(centers, dtype=X.dtype)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    rows = chunk_rows(centers.shape[0], 4, chunk_size)
+    parts = map_chunks(lambda sl: _lloyd_stats(X, centers, c_sq, sample_weight, sl),
+                       [(sl,) for sl in row_slices(X.shape[0], rows)])
+    labels = np.concatenate([p[0] for p in parts])
+    return labels, reduce_stats(p[1] for p in parts)
+
+
+def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, n_local_trials=None):
+    """Greedy k-means++ seeding.
+
+    At each step ``n_local_trials`` candidates (default ``2 + log(K)``) are drawn with
+    probability proportional to their weighted squared distance to the nearest chosen
+    centre, and the one that lowers the potential most is kept.
+
+    Returns
+    -------
+    centers : ndarray (K, D) float64
+    indices : ndarray (K,) int
+    """
+    n, D = X.shape
+    w = np.ones(n) if sample_weight is None else sample_weight
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    centers = np.empty((n_clusters, D), dtype=np.float64)
+    indices = np.empty(n_clusters, dtype=np.int64)
+    first = rng.choice(n, p=w / w.sum())
+    centers[0] = X[first]
+    indices[0] = first
+    closest = _sq_distances(X, centers[:1]).ravel()
+    pot = float(closest @ w)
+    for c in range(1, n_clusters):
+        cum = np.cumsum(w * closest)
+        if pot <= 0 or cum[-1] <= 0:  # fewer distinct points than clusters: any point will do
+            cand = rng.choice(n, size=n_local_trials, p=w / w.sum())
+        else:
+            cand = np.searchsorted(cum, rng.uniform(size=n_local_trials) * cum[-1])
+            np.clip(cand, 0, n - 1, out=cand)
+        d_cand = _sq_distances(X, np.asarray(X[cand], dtype=np.float64)).T  # (trials, n)
+        np.minimum(closest[None, :], d_cand, out=d_cand)
+        pots = d_cand @ w
+        best = int(np.argmin(pots))
+        pot = float(pots[best])
+        closest = d_cand[best]
+        centers[c] = X[cand[best]]
+        indices[c] = cand[best]
+    return centers, indices
+
+
+def _relocate_empty(X, stats, labels, centers_old, sample_weight):
+    """Move empty clusters to the points farthest from their centres (scikit-learn's rule)."""
+    empty = np.flatnonzero(stats.counts == 0)
+    if empty.size == 0:
+        return stats
+    diff = X - centers_old[labels]
+    dist = np.einsum("ij,ij->i", diff, diff)
+    far = np.argsort(-dist, kind="stable")[: empty.size]
+    counts, sums = stats.counts.copy(), stats.sums.copy()
+    for new_id, idx in zip(empty, far):
+        wgt = 1.0 if sample_weight is None else sample_weight[idx]
+        old_id = labels[idx]
+        sums[old_id] -= X[idx] * wgt
+        counts[old_id] -= wgt
+        sums[new_id] = X[idx] * wgt
+        counts[new_id] = wgt
+    return KMeansStats(counts=counts, sums=sums, inertia=stats.inertia)
+
+
+def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
+    """Lloyd iterations from ``centers`` until labels stop changing or centres move less than ``tol``.
+
+    ``tol`` is absolute here (a squared distance); :class:`KMeans` scales it by the data's variance.
+
+    Returns
+    -------
+    labels, inertia, centers, n_iter, converged
+    """
+    centers = np.array(centers, dtype=np.float64)
+    labels_old = None
+    strict = False
+    converged = False
+    for it in range(1, max_iter + 1):
+        labels, stats = lloyd_step(X, centers, sample_weight)
+        stats = _relocate_empty(X, stats, labels, centers, sample_weight)
+        nonempty = stats.counts > 0
+        new_centers = centers.copy()
+        new_centers[nonempty] = stats.sums[nonempty] / stats.counts[nonempty, None]
+        shift = float(((new_centers - centers) ** 2).sum())
+        centers = new_centers
+        if verbose:
+            print(f"  iteration {it}: inertia {stats.inertia:.8g}, centre shift {shift:.3g}")
+        if labels_old is not None and np.array_equal(labels, labels_old):
+            strict = converged = True
+            break
+        if shift <= tol:
+            converged = True
+            break
+        labels_old = labels
+    if not strict:
+        labels, _ = lloyd_step(X, centers, sample_weight)
+    _, dist = assign(X, centers, sample_weight)
+    return labels, float(dist.sum()), centers, it, converged
+
+
+@register
+class KMeans(BaseEstimator):
+    """K-means clustering by Lloyd's algorithm.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {"k-means++", "random"} or ndarray (K, D), default="k-means++"
+        Greedy k-means++ seeding, K distinct random rows, or given centres.
+    n_init : int or "auto", default="auto"
+        Restarts; the run with the lowest inertia is kept.  "auto" is 1 for
+        k-means++ and given centres, 10 for "random".
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        Convergence when the squared centre shift falls below ``tol`` times the mean
+        variance of the features (scikit-learn's meaning), or labels stop changing.
+    verbose : int, default=0
+    random_state : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray (K, D)
+    labels_ : ndarray (n,)
+    inertia_ : float
+        Sum of (weighted) squared distances to the nearest centre.
+    n_iter_ : int
+    n_features_in_ : int
+    """
+
+    _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "n_features_in_")
+
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4, verbose=0,
+                 random_state=None):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def _check_params(self, X):
+        K = check_int(self.n_clusters, "n_clusters", minimum=1)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_float(self.tol, "tol", minimum=0.0)
+        if isinstance(self.init, str):
+            if self.init not in ("k-means++", "random"):
+                raise ValueError(f"init must be 'k-means++', 'random' or an array of shape (n_clusters, n_features); got {self.init!r}")
+            init = self.init
+        else:
+            init = check_array(self.init, "init").astype(np.float64)
+            if init.shape != (K, X.shape[1]):
+                raise ValueError(f"init must have shape ({K}, {X.shape[1]}) (n_clusters, n_features); got {init.shape}")
+        if self.n_init == "auto":
+            n_init = 10 if isinstance(init, str) and init == "random" else 1
+        else:
+            n_init = check_int(self.n_init, "n_init", minimum=1)
+        if X.shape[0] < K:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={K}")
+        return K, init, n_init
+
+    def _initial_centers(self, X, K, init, rng, sample_weight):
+        if not isinstance(init, str):
+            return init
+        if init == "k-means++":
+            return kmeans_plusplus(X, K, rng, sample_weight)[0]
+        idx = rng.choice(X.shape[0], size=K, replace=False)
+        return np.asarray(X[idx], dtype=np.float64)
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Cluster ``X`` (n, D); returns ``self``."""
+        X = check_array(X, "X")
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        K, init, n_init = self._check_params(X)
+        rng = check_random_state(self.random_state)
+        tol = float(np.mean(np.var(X, axis=0))) * self.tol if self.tol > 0 else 0.0
+        best = None
+        for i in range(n_init):
+            centers = self._initial_centers(X, K, init, rng, sw)
+            if self.verbose:
+                print(f"Initialization {i + 1}")
+            labels, inertia, centers, n_iter, _ = lloyd(X, centers, sample_weight=sw, max_iter=self.max_iter,
+                                                        tol=tol, verbose=self.verbose)
+            if best is None or inertia < best[1]:
+                best = (labels, inertia, centers, n_iter)
+        labels, inertia, centers, n_iter = best
+        n_distinct = np.unique(labels).size
+        if n_distinct < K:
+            warnings.warn(f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({K}). "
+                          "Possibly due to duplicate points in X.", ConvergenceWarning, stacklevel=2)
+        self.cluster_centers_ = centers.astype(X.dtype, copy=False)
+        self.labels_ = labels
+        self.inertia_ = inertia
+        self.n_iter_ = n_iter
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def _check_X(self, X):
+        self._check_is_fitted(["cluster_centers_"])
+        X = check_array(X, "X")
+        check_n_features(X, self.n_features_in_)
+        return X
+
+    def predict(self, X):
+        """Index of the nearest centre for each row, (n,)."""
+        X = self._check_X(X)
+        return assign(X, self.cluster_centers_)[0]
+
+    def transform(self, X):
+        """Euclidean distances to every centre, (n, K)."""
+        X = self._check_X(X)
+        return np.sqrt(_sq_distances(X, np.asarray(self.cluster_centers_, dtype=np.float64)))
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of ``X`` under the fitted centres."""
+        X = self._check_X(X)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        return -float(assign(X, self.cluster_centers_, sw)[1].sum())

@@ -1,0 +1,328 @@
+"""Gaussian mixture model fitted by EM, with scikit-learn's names and meanings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .._validation import (check_array, check_choice, check_float, check_n_features, check_random_state,
+                           check_sample_weight)
+from ..data import chunk_rows, row_slices
+from ..em import map_chunks
+from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
+from ..exceptions import ConvergenceWarning
+from ..io import register
+from ..structures import Mixture, MixtureParams
+from .base import EMEstimator
+from .kmeans import KMeans, assign, kmeans_plusplus
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _n_distinct_at_least(X, k, probe=100_000):
+    """Whether X has at least ``k`` distinct rows (cheap for large X)."""
+    head = X[:probe]
+    if np.unique(head, axis=0).shape[0] >= k:
+        return True
+    if X.shape[0] <= probe:
+        return False
+    return np.unique(X, axis=0).shape[0] >= k
+
+
+@register
+class GaussianMixture(EMEstimator):
+    """Gaussian mixture model.
+
+    A drop-in for ``sklearn.mixture.GaussianMixture``: same parameters, attributes and
+    methods, plus ``fit(X, sample_weight=...)``, ``lower_bounds_`` for every
+    covariance type and a progress ``callback``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood per sample changes by less than ``tol``;
+        ``tol=0`` runs exactly ``max_iter`` iterations.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts; the run with the highest final lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How responsibilities are initialised: K-means labels, nearest k-means++ centre,
+        random responsibilities, or nearest of K random rows.
+    weights_init : ndarray (K,), optional
+    means_init : ndarray (K, D), optional
+    precisions_init : ndarray, optional
+        Shape (K,) spherical, (D, D) tied, (K, D) diag, (K, D, D) full.
+    random_state : None, int or numpy.random.Generator
+    warm_start : bool, default=False
+        Start ``fit`` from the last fitted parameters (one run, no restarts).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+        Accepted for scikit-learn compatibility.
+    chunk_size : int, optional
+        Rows per E-step chunk (memory beyond the data is O(chunk_size x K)).
+
+    Attributes
+    ----------
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, D)
+    covariances_ : ndarray (compact shape, see ``precisions_init``)
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample at the last E-step of the best run.
+    lower_bounds_ : list of float
+        The lower bound at every iteration of the best run.
+    n_features_in_ : int
+    """
+
+    _fitted_attributes = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_",
+                          "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_")
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
+                 n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10, chunk_size=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.chunk_size = chunk_size
+
+    # -- validation -------------------------------------------------------------------
+    def _check_parameters(self, X):
+        self._check_common()
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_float(self.reg_covar, "reg_covar", minimum=0.0)
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        K, D = self.n_components, X.shape[1]
+        if X.shape[0] < K:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, "
+                             f"n_samples = {X.shape[0]}")
+        if self.weights_init is not None:
+            w = check_array(self.weights_init, "weights_init", ndim=1).astype(np.float64)
+            if w.shape != (K,):
+                raise ValueError(f"weights_init must have shape ({K},); got {w.shape}")
+            if np.any(w < 0) or np.any(w > 1):
+                raise ValueError(f"weights_init must be in [0, 1]; got min {w.min():.5g}, max {w.max():.5g}")
+            if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"weights_init must sum to 1; got sum {w.sum():.6g}")
+        if self.means_init is not None:
+            m = check_array(self.means_init, "means_init")
+            if m.shape != (K, D):
+                raise ValueError(f"means_init must have shape ({K}, {D}) (n_components, n_features); got {m.shape}")
+        if self.precisions_init is not None:
+            COVARIANCE_TYPES[self.covariance_type].check_precisions(self.precisions_init, K, D)
+
+    # -- EM hooks -------------------------------------------------------------------------
+    def _em_model(self):
+        return Mixture(GaussianEmission(self.n_components, self.covariance_type, self.reg_covar))
+
+    def _chunks(self, data):
+        X, sw = data
+        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
+        slices = row_slices(X.shape[0], rows)
+        items = [(X[s], None if sw is None else sw[s]) for s in slices]
+        return lambda: items
+
+    def _init_resp_stats(self, X, sw, rng, model):
+        """Initial parameters from initial responsibilities (scikit-learn's scheme)."""
+        K = self.n_components
+        n = X.shape[0]
+        if self.init_params == "kmeans":
+            km = KMeans(K, n_init=1, random_state=rng).fit(X, sample_weight=sw)
+            labels, centers = km.labels_, km.cluster_centers_
+        elif self.init_params == "k-means++":
+            centers = kmeans_plusplus(X, K, rng, sw)[0]
+            labels = assign(X, centers)[0]
+        elif self.init_params == "random_from_data":
+            centers = np.asarray(X[rng.choice(n, size=K, replace=False)], dtype=np.float64)
+            labels = assign(X, centers)[0]
+        else:
+            labels = None
+        emission = model.emission
+        center = np.broadcast_to(np.average(X, axis=0, weights=sw), (K, X.shape[1])).astype(np.float64)
+
+        def one(Xc, swc, start):
+            if labels is None:
+                resp = rng_resp[start:start + Xc.shape[0]]
+            else:
+                resp = np.zeros((Xc.shape[0], K))
+                resp[np.arange(Xc.shape[0]), labels[start:start + Xc.shape[0]]] = 1.0
+            if swc is not None:
+                resp = resp * swc[:, None]
+            return resp.sum(axis=0), emission.moments(Xc, resp, center)
+
+        if labels is None:
+            rng_resp = rng.uniform(size=(n, K))
+            rng_resp /= rng_resp.sum(axis=1, keepdims=True)
+        rows = chunk_rows(K, X.shape[1], self.chunk_size)
+        parts = map_chunks(one, [(X[s], None if sw is None else sw[s], s.start) for s in row_slices(n, rows)])
+        nk = sum(p[0] for p in parts)
+        stats = sum((p[1] for p in parts[1:]), parts[0][1])
+        weights = nk + 10 * np.finfo(np.float64).eps
+        return weights / weights.sum(), emission.m_step(stats)
+
+    def _init_params(self, data, rng):
+        X, sw = data
+        model = self._em_model()
+        emission = model.emission
+        needs_resp = self.weights_init is None or self.means_init is None or self.precisions_init is None
+        if needs_resp:
+            weights, eparams = self._init_resp_stats(X, sw, rng, model)
+        else:
+            weights, eparams = None, None
+        if self.weights_init is not None:
+            weights = np.array(self.weights_init, dtype=np.float64)
+        means = eparams.means if self.means_init is None else np.array(self.means_init, dtype=np.float64)
+        if self.precisions_init is not None:
+            eparams = emission.params_from_precisions(means, np.array(self.precisions_init, dtype=np.float64))
+        else:
+            eparams = emission.params_from_covariances(means, eparams.covariances)
+        return MixtureParams(weights=weights, emission=eparams)
+
+    def _params_from_attributes(self):
+        emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
+        return MixtureParams(weights=np.asarray(self.weights_, dtype=np.float64),
+                             emission=emission.params_from_covariances(
+                                 np.asarray(self.means_, dtype=np.float64),
+                                 np.asarray(self.covariances_, dtype=np.float64)))
+
+    def _set_attributes(self, params):
+        cov = COVARIANCE_TYPES[self.covariance_type]
+        self.weights_ = params.weights
+        self.means_ = params.emission.means
+        self.covariances_ = params.emission.covariances
+        self.precisions_cholesky_ = params.emission.precisions_cholesky
+        self.precisions_ = cov.precisions(self.precisions_cholesky_)
+
+    # -- public API -------------------------------------------------------------------------
+    def fit(self, X, y=None, sample_weight=None, callback=None):
+        """Fit by EM (``n_init`` restarts, best kept); returns ``self``.
+
+        Parameters
+        ----------
+        X : array-like (n, D)
+        sample_weight : array-like (n,), optional
+            Non-negative weights: a row of weight 2 counts like two copies of it.
+        callback : callable, optional
+            Called after every EM iteration with a dict (``init``, ``iteration``,
+            ``lower_bound``, ``change``, ``seconds``, ``params``).
+        """
+        self._fit(X, sample_weight, callback)
+        return self
+
+    def _fit(self, X, sample_weight, callback):
+        X = check_array(X, "X", min_samples=1)
+        self._check_parameters(X)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        if not _n_distinct_at_least(X, self.n_components):
+            warnings.warn(f"X has fewer distinct points than n_components={self.n_components}; some components "
+                          "will be duplicates", ConvergenceWarning, stacklevel=3)
+        self.n_features_in_ = X.shape[1]
+        model = self._run_restarts((X, sw), callback)
+        return X, model
+
+    def fit_predict(self, X, y=None, sample_weight=None, callback=None):
+        """Fit and return the labels of ``X`` under the fitted model (equal to ``fit(X).predict(X)``)."""
+        X, _ = self._fit(X, sample_weight, callback)
+        return self._log_resp(X)[1].argmax(axis=1)
+
+    def _fitted_params(self):
+        self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
+        emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
+        from ..emissions.gaussian import GaussianParams
+
+        return emission, MixtureParams(weights=np.asarray(self.weights_, dtype=np.float64),
+                                       emission=GaussianParams(np.asarray(self.means_, dtype=np.float64),
+                                                               np.asarray(self.covariances_, dtype=np.float64),
+                                                               np.asarray(self.precisions_cholesky_,
+                                                                          dtype=np.float64)))
+
+    def _validate_fitted(self):
+        """Check that fitted attributes (set by hand or read from a file) are consistent."""
+        K = self.n_components
+        means = np.asarray(self.means_, dtype=np.float64)
+        if means.ndim != 2 or means.shape[0] != K:
+            raise ValueError(f"means_ must have shape ({K}, n_features); got {means.shape}")
+        D = means.shape[1]
+        cov = COVARIANCE_TYPES[self.covariance_type]
+        shape = cov.compact_shape(K, D)
+        for name in ("covariances_", "precisions_", "precisions_cholesky_"):
+            a = np.asarray(getattr(self, name))
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape} for covariance_type={self.covariance_type!r}; "
+                                 f"got {a.shape}")
+        w = np.asarray(self.weights_)
+        if w.shape != (K,) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+            raise ValueError("weights_ must be a probability vector of length n_components")
+
+    def _check_X(self, X):
+        self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
+        X = check_array(X, "X")
+        check_n_features(X, self.means_.shape[1])
+        return X
+
+    def _log_resp(self, X):
+        emission, params = self._fitted_params()
+        mix = Mixture(emission)
+        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
+        parts = map_chunks(lambda s: mix.log_resp(params, X[s]), [(s,) for s in row_slices(X.shape[0], rows)])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def score_samples(self, X):
+        """Log-likelihood ``log p(x_n)`` of each row, (n,)."""
+        return self._log_resp(self._check_X(X))[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X):
+        """Most probable component of each row, (n,)."""
+        return self._log_resp(self._check_X(X))[1].argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row, (n, K)."""
+        return np.exp(self._log_resp(self._check_X(X))[1])
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` rows; returns ``(X (n, D), labels (n,))`` sorted by component."""
+        self._check_is_fitted(["weights_", "means_"])
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        emission, params = self._fitted_params()
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        z = np.repeat(np.arange(self.n_components), counts)
+        return emission.sample(params.emission, z, rng), z
+
+    def _n_parameters(self):
+        D = self.means_.shape[1]
+        emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
+        return self.n_components - 1 + emission.n_parameters(D)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        X = self._check_X(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
