@@ -5,7 +5,8 @@ The driver knows nothing about mixtures or Markov chains.  It needs a *model*
 
 ``e_step(params, *chunk) -> Stats``
     statistics of one chunk of data under ``params``;
-``m_step(stats) -> params``;
+``m_step(stats, params) -> params``
+    new parameters (``params`` supplies whatever is not re-estimated);
 ``objective(stats, params) -> float``
     the quantity EM increases, per sample (mean log-likelihood, plus the log prior
     divided by the number of samples for MAP EM),
@@ -57,8 +58,14 @@ def map_chunks(func, chunks):
 
 
 def expectation(model, params, chunks):
-    """Sum of ``model.e_step(params, *chunk)`` over all chunks, in chunk order."""
-    return reduce_stats(map_chunks(lambda *c: model.e_step(params, *c), chunks()))
+    """Sum of ``model.e_step(params, *chunk)`` over all chunks, in chunk order.
+
+    Models whose E-step is already parallel inside (``parallel_chunks = False``, e.g. the
+    compiled forward-backward) get their chunks one after the other.
+    """
+    if getattr(model, "parallel_chunks", True):
+        return reduce_stats(map_chunks(lambda *c: model.e_step(params, *c), chunks()))
+    return reduce_stats(model.e_step(params, *c) for c in chunks())
 
 
 @dataclass
@@ -94,7 +101,7 @@ def run_em(model, params, chunks, *, tol, max_iter, verbose=0, callback=None, in
     for it in range(1, max_iter + 1):
         stats = expectation(model, params, chunks)
         new_lower = model.objective(stats, params)
-        params = model.m_step(stats)
+        params = model.m_step(stats, params)
         change = new_lower - lower
         lower = new_lower
         result.lower_bounds.append(float(lower))

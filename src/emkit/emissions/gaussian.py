@@ -418,11 +418,23 @@ class GaussianEmission:
         return GaussianStats(n=n, sx=sx, sxx=sxx, center=center)
 
     # -- M-step -----------------------------------------------------------------
-    def m_step(self, stats, prior=None):
-        """Means and covariances from statistics; raises ``ValueError`` naming ``reg_covar`` if singular."""
+    param_names = ("means", "covars")
+
+    def m_step(self, stats, params=None, learn=None):
+        """Means and covariances from statistics; raises ``ValueError`` naming ``reg_covar`` if singular.
+
+        ``learn`` (a set of names from ``param_names``) restricts what is re-estimated; the rest is
+        taken from ``params``.
+        """
+        learn_means = learn is None or "means" in learn
+        learn_covars = learn is None or "covars" in learn
+        if not learn_means:
+            stats = stats.recentered(params.means)
         nk = stats.n + 10 * np.finfo(np.float64).eps
-        d = stats.sx / nk[:, None]
+        d = stats.sx / nk[:, None] if learn_means else np.zeros_like(stats.sx)
         means = stats.center + d
+        if not learn_covars:
+            return self.params_from_covariances(means, params.covariances)
         if stats.sxx.ndim == 3:
             cov = stats.sxx / nk[:, None, None] - d[:, :, None] * d[:, None, :]
             cov = 0.5 * (cov + cov.transpose(0, 2, 1))
@@ -430,6 +442,17 @@ class GaussianEmission:
             cov = np.maximum(stats.sxx / nk[:, None] - d * d, 0.0)
         covariances = self.cov.from_moments(cov, nk, self.reg_covar)
         return self.params_from_covariances(means, covariances)
+
+    def init_params(self, X, resp):
+        """Parameters from initial responsibilities (n, K): one M-step about the data mean."""
+        center = np.broadcast_to(X.mean(axis=0, dtype=np.float64), (resp.shape[1], X.shape[1]))
+        return self.m_step(self.moments(X, resp, center))
+
+    def prepare(self, X, lengths=None):
+        return X
+
+    def log_prior(self, params):
+        return 0.0
 
     def params_from_covariances(self, means, covariances):
         pc = self.cov.precisions_cholesky(covariances, self.reg_covar)

@@ -107,77 +107,209 @@ def _pick(weights, total, u):
 
 
 # ---------------------------------------------------------------------------
+# vectorisable exp
+# ---------------------------------------------------------------------------
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+# below this, exp(x) is flushed to zero (exp(-708) ~ 3.3e-307); harmless
+# because scaled recursions fall back to log space below _TINY anyway.
+_EXP_FLOOR = -708.0
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _vexp(x, out, ebits, n):
+    """out[:n] = exp(x[:n]) for x <= 0 (or -inf), to ~1 ulp.
+
+    Written so that LLVM vectorises it (libm exp is not vectorised by numba
+    without SVML): Cody-Waite reduction, degree-13 Taylor polynomial, and the
+    power of two built from its bits.  exp(0) == 1 and exp(-inf) == 0 exactly.
+    """
+    for q in range(n):
+        v = x[q]
+        xc = max(v, _EXP_FLOOR)
+        fn = math.floor(xc * _LOG2E + 0.5)
+        r = (xc - fn * _LN2_HI) - fn * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        out[q] = p
+        ebits[q] = (np.int64(fn) + 1023) << 52 if v >= _EXP_FLOOR else 0
+    scale = ebits.view(np.float64)
+    for q in range(n):
+        out[q] = out[q] * scale[q]
+
+
+# rows per chunk for the batched exponentials (keeps the buffers in L1/L2)
+_CHUNK = 128
+
+
+@njit(cache=True, nogil=True)
+def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, compute_max):
+    """E[(t - c0) * K + k] = exp(ll[t, k] - mx[t]) for t in [c0, c1).
+
+    With ``compute_max`` the row maxima are computed and stored in ``mx``;
+    returns False if some row is entirely -inf.
+    """
+    K = ll.shape[1]
+    n = 0
+    for t in range(c0, c1):
+        if compute_max:
+            m = _row_max(ll, t)
+            if m == _NEG_INF:
+                return False
+            mx[t] = m
+        else:
+            m = mx[t]
+        for k in range(K):
+            X[n] = np.float64(ll[t, k]) - m
+            n += 1
+    _vexp(X, E, EB, n)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# scaled forward pass (shared by forward-backward, filter and FFBS)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, vp):
+    """Scaled forward pass over ll[a:b].
+
+    out[t] <- alpha_hat_t = p(z_t | x_a..x_t), mx[t] <- max_k ll[t, k].
+    Returns (ok, log_likelihood).  ``ok`` is False when some normaliser is
+    below _TINY (or a step is impossible for every state): the caller must
+    then use the exact log-space path.
+
+    The recursion runs on the unnormalised vector ``vp`` and applies the
+    previous step's 1 / c_t lazily, which takes the normaliser's sum and
+    division off the loop-carried dependency chain.
+    """
+    K = AT.shape[0]
+    sum_m = 0.0
+    log_acc = 0.0
+    prod = 1.0
+    inv = 1.0
+    for c0 in range(a, b, _CHUNK):
+        c1 = min(c0 + _CHUNK, b)
+        if not _chunk_frameprob(ll, c0, c1, mx, X, E, EB, True):
+            return False, 0.0
+        for t in range(c0, c1):
+            base = (t - c0) * K
+            if t == a:
+                for k in range(K):
+                    u[k] = pi[k]
+            else:
+                for j in range(K):
+                    acc = 0.0
+                    for i in range(K):
+                        acc += AT[j, i] * vp[i]
+                    u[j] = acc * inv
+            c = 0.0
+            for k in range(K):
+                v = u[k] * E[base + k]
+                vp[k] = v
+                c += v
+            if not (c >= _TINY):
+                return False, 0.0
+            inv = 1.0 / c
+            for k in range(K):
+                out[t, k] = vp[k] * inv
+            sum_m += mx[t]
+            prod *= c
+            if prod < 1e-100 or prod > 1e100:
+                log_acc += math.log(prod)
+                prod = 1.0
+    return True, sum_m + (log_acc + math.log(prod))
+
+
+@njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+def _acc_outer_chunk(S, P, Q, lo, hi):
+    """S[i, j] += sum_{c in [lo, hi)} P[i, c] * Q[j, c] (vectorised dots)."""
+    K = S.shape[0]
+    for i in range(K):
+        for j in range(K):
+            acc = 0.0
+            for c in range(lo, hi):
+                acc += P[i, c] * Q[j, c]
+            S[i, j] += acc
+
+
+# ---------------------------------------------------------------------------
 # forward-backward
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
-def _fb_seq_scaled(pi, A, ll, a, b, post, mx, Sseq, u, bu, w):
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w):
     """Scaled forward-backward for the sequence ll[a:b].
 
     Writes posteriors to post[a:b] and adds sum_t outer(alpha_t / Z_t, w_{t+1})
     to ``Sseq`` (the expected transition counts are ``A * Sseq``).  Returns
     (ok, log_likelihood); on ``ok == False`` the outputs are garbage and the
     caller must use the log-space path.
+
+    Backward recursion: beta_t is kept normalised to max 1 (lazily, as in the
+    forward pass), w_t = B_t * beta_t, bu_t = A w_{t+1},
+    Z_t = alpha_t . bu_t, gamma_t = alpha_t * bu_t / Z_t and
+    xi_t = A * outer(alpha_t / Z_t, w_{t+1}); the outer products are
+    buffered per chunk (P, Q) and reduced with vectorised dot products.
     """
     K = A.shape[0]
-    loglik = 0.0
-    # ---- forward: post[t] <- alpha_hat_t (sums to one), mx[t] <- max_k ll
-    for t in range(a, b):
-        m = _row_max(ll, t)
-        if m == _NEG_INF:
-            return False, 0.0
-        mx[t] = m
-        if t == a:
-            for k in range(K):
-                u[k] = pi[k]
-        else:
-            for j in range(K):
-                u[j] = 0.0
+    ok, loglik = _forward_scaled(pi, AT, ll, a, b, post, mx, X, E, EB, u, w)
+    if not ok:
+        return False, 0.0
+    # gamma_{b-1} = alpha_hat_{b-1} is already in post[b - 1].
+    # w holds the unnormalised B_{t+1} * bu_{t+1}; scale = 1 / max(bu_{t+1}).
+    scale = 1.0
+    last_c0 = a + ((b - 1 - a) // _CHUNK) * _CHUNK
+    for c0 in range(last_c0, a - 1, -_CHUNK):
+        c1 = min(c0 + _CHUNK, b)
+        _chunk_frameprob(ll, c0, c1, mx, X, E, EB, False)
+        hi = c1 - c0
+        for t in range(c1 - 1, c0 - 1, -1):
+            base = (t - c0) * K
+            col = t - c0
+            if t == b - 1:
+                for k in range(K):
+                    w[k] = E[base + k]
+                hi = col
+                continue
+            bmax = 0.0
+            Z = 0.0
             for i in range(K):
-                ai = post[t - 1, i]
+                acc = 0.0
                 for j in range(K):
-                    u[j] += ai * A[i, j]
-        c = 0.0
-        for k in range(K):
-            v = u[k] * math.exp(np.float64(ll[t, k]) - m)
-            post[t, k] = v
-            c += v
-        if not (c >= _TINY):
-            return False, 0.0
-        inv = 1.0 / c
-        for k in range(K):
-            post[t, k] *= inv
-        loglik += m + math.log(c)
-
-    # ---- backward.  beta_t is kept normalised to max 1; w = B_{t+1} * beta_{t+1}
-    m = mx[b - 1]
-    for k in range(K):
-        w[k] = math.exp(np.float64(ll[b - 1, k]) - m)
-    # gamma_{b-1} = alpha_hat_{b-1}: already in post[b - 1]
-    for t in range(b - 2, a - 1, -1):
-        Z = 0.0
-        bmax = 0.0
-        for i in range(K):
-            s = 0.0
+                    acc += A[i, j] * w[j]
+                v = acc * scale
+                bu[i] = v
+                bmax = max(bmax, v)
+                Z += post[t, i] * v
+            if not (Z >= _TINY):
+                return False, 0.0
+            invZ = 1.0 / Z
             for j in range(K):
-                s += A[i, j] * w[j]
-            bu[i] = s
-            Z += post[t, i] * s
-            if s > bmax:
-                bmax = s
-        if not (Z >= _TINY):
-            return False, 0.0
-        invZ = 1.0 / Z
-        invb = 1.0 / bmax  # bmax >= Z >= _TINY
-        m = mx[t]
-        for i in range(K):
-            ai = post[t, i] * invZ
-            for j in range(K):
-                Sseq[i, j] += ai * w[j]
-        for i in range(K):
-            post[t, i] = post[t, i] * bu[i] * invZ
-            w[i] = math.exp(np.float64(ll[t, i]) - m) * (bu[i] * invb)
+                Q[j, col] = w[j] * scale
+            for i in range(K):
+                at = post[t, i]
+                P[i, col] = at * invZ
+                post[t, i] = at * bu[i] * invZ
+                w[i] = E[base + i] * bu[i]
+            scale = 1.0 / bmax  # bmax >= Z >= _TINY
+        _acc_outer_chunk(Sseq, P, Q, 0, hi)
     return True, loglik
 
 
@@ -229,7 +361,7 @@ def _fb_seq_log(logpi, logA, ll, a, b, post, X, lb, lbn, tmp):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def forward_backward_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, force_log):
+def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
     """Forward-backward over all sequences.
 
     Returns
@@ -255,8 +387,13 @@ def forward_backward_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, fo
         w = np.empty(K, dtype=np.float64)
         tmp = np.empty(K, dtype=np.float64)
         Sseq = np.empty((K, K), dtype=np.float64)
+        X = np.empty(_CHUNK * K, dtype=np.float64)
+        E = np.empty(_CHUNK * K, dtype=np.float64)
+        EB = np.empty(_CHUNK * K, dtype=np.int64)
+        P = np.empty((K, _CHUNK), dtype=np.float64)
+        Q = np.empty((K, _CHUNK), dtype=np.float64)
         S = S_blk[blk]
-        X = X_blk[blk]
+        Xc = X_blk[blk]
         st = st_blk[blk]
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
@@ -267,13 +404,15 @@ def forward_backward_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, fo
             lp = 0.0
             if not force_log:
                 Sseq[:, :] = 0.0
-                ok, lp = _fb_seq_scaled(pi, A, ll, a, b, post, mx, Sseq, u, bu, w)
+                ok, lp = _fb_seq_scaled(
+                    pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w
+                )
                 if ok:
                     for i in range(K):
                         for j in range(K):
                             S[i, j] += Sseq[i, j]
             if not ok:
-                lp = _fb_seq_log(logpi, logA, ll, a, b, post, X, u, bu, tmp)
+                lp = _fb_seq_log(logpi, logA, ll, a, b, post, Xc, u, bu, tmp)
             seq_ll[s] = lp
             for k in range(K):
                 st[k] += post[a, k]
@@ -297,39 +436,6 @@ def forward_backward_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, fo
 # ---------------------------------------------------------------------------
 # forward only (filtering)
 # ---------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _filter_seq_scaled(pi, A, ll, a, b, out, u):
-    """Scaled forward pass; out[t] <- p(z_t | x_a..x_t).  Returns (ok, loglik)."""
-    K = A.shape[0]
-    loglik = 0.0
-    for t in range(a, b):
-        m = _row_max(ll, t)
-        if m == _NEG_INF:
-            return False, 0.0
-        if t == a:
-            for k in range(K):
-                u[k] = pi[k]
-        else:
-            for j in range(K):
-                u[j] = 0.0
-            for i in range(K):
-                ai = out[t - 1, i]
-                for j in range(K):
-                    u[j] += ai * A[i, j]
-        c = 0.0
-        for k in range(K):
-            v = u[k] * math.exp(np.float64(ll[t, k]) - m)
-            out[t, k] = v
-            c += v
-        if not (c >= _TINY):
-            return False, 0.0
-        inv = 1.0 / c
-        for k in range(K):
-            out[t, k] *= inv
-        loglik += m + math.log(c)
-    return True, loglik
 
 
 @njit(cache=True, nogil=True)
@@ -363,17 +469,21 @@ def _filter_seq_log(logpi, logA, ll, a, b, out, la, lan, as_log):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def filter_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, force_log):
+def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
     """Forward pass over all sequences.  Returns (seq_ll (n_seq,), filtered (T, K))."""
     T = ll.shape[0]
-    K = A.shape[0]
+    K = AT.shape[0]
     n_seq = seq_starts.shape[0] - 1
     nb = block_starts.shape[0] - 1
     out = np.empty((T, K), dtype=np.float64)
+    mx = np.empty(T, dtype=np.float64)
     seq_ll = np.zeros(n_seq, dtype=np.float64)
     for blk in prange(nb):
         u = np.empty(K, dtype=np.float64)
         la = np.empty(K, dtype=np.float64)
+        X = np.empty(_CHUNK * K, dtype=np.float64)
+        E = np.empty(_CHUNK * K, dtype=np.float64)
+        EB = np.empty(_CHUNK * K, dtype=np.int64)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -382,7 +492,7 @@ def filter_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, force_log):
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _filter_seq_scaled(pi, A, ll, a, b, out, u)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, la)
             if not ok:
                 lp = _filter_seq_log(logpi, logA, ll, a, b, out, la, u, False)
             seq_ll[s] = lp
@@ -406,41 +516,52 @@ def viterbi_kernel(logpi, logAT, ll, seq_starts, block_starts):
     n_seq = seq_starts.shape[0] - 1
     nb = block_starts.shape[0] - 1
     path = np.empty(T, dtype=np.int64)
-    bp = np.empty((T, K), dtype=np.int32)
+    # delta[t, j] = max over paths ending in j at t; the backtrack recomputes
+    # the arg-max (same floating point operations, so the same winner), which
+    # keeps the forward recursion branch-free.
+    delta = np.empty((T, K), dtype=np.float64)
     seq_lp = np.zeros(n_seq, dtype=np.float64)
     for blk in prange(nb):
-        delta = np.empty(K, dtype=np.float64)
-        nd = np.empty(K, dtype=np.float64)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
             if b <= a:
                 continue
             for k in range(K):
-                delta[k] = logpi[k] + np.float64(ll[a, k])
+                delta[a, k] = logpi[k] + np.float64(ll[a, k])
             for t in range(a + 1, b):
                 for j in range(K):
-                    best = _NEG_INF
-                    arg = 0
-                    for i in range(K):
-                        v = delta[i] + logAT[j, i]
-                        if v > best:
-                            best = v
-                            arg = i
-                    nd[j] = best + np.float64(ll[t, j])
-                    bp[t, j] = arg
-                for k in range(K):
-                    delta[k] = nd[k]
+                    # two independent max chains (max is exact, so the
+                    # result does not depend on the order)
+                    b0 = _NEG_INF
+                    b1 = _NEG_INF
+                    for i in range(0, K - 1, 2):
+                        v0 = delta[t - 1, i] + logAT[j, i]
+                        v1 = delta[t - 1, i + 1] + logAT[j, i + 1]
+                        b0 = v0 if v0 > b0 else b0
+                        b1 = v1 if v1 > b1 else b1
+                    if K & 1:
+                        v0 = delta[t - 1, K - 1] + logAT[j, K - 1]
+                        b0 = v0 if v0 > b0 else b0
+                    best = b0 if b0 > b1 else b1
+                    delta[t, j] = best + np.float64(ll[t, j])
             best = _NEG_INF
             arg = 0
             for k in range(K):
-                if delta[k] > best:
-                    best = delta[k]
+                if delta[b - 1, k] > best:
+                    best = delta[b - 1, k]
                     arg = k
             seq_lp[s] = best
             path[b - 1] = arg
             for t in range(b - 1, a, -1):
-                arg = bp[t, arg]
+                best = _NEG_INF
+                nxt = 0
+                for i in range(K):
+                    v = delta[t - 1, i] + logAT[arg, i]
+                    if v > best:
+                        best = v
+                        nxt = i
+                arg = nxt
                 path[t - 1] = arg
     return seq_lp, path
 
@@ -502,7 +623,7 @@ def _ffbs_seq_log(logA, a, b, fwd, loglik, unif, path, wts, tmp):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def ffbs_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, unif, force_log):
+def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, force_log):
     """Forward filtering, backward sampling.  ``unif`` (T,) uniforms in [0, 1).
 
     Returns (seq_ll (n_seq,), path (T,) int64); the path of an impossible
@@ -513,12 +634,16 @@ def ffbs_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, unif, force_lo
     n_seq = seq_starts.shape[0] - 1
     nb = block_starts.shape[0] - 1
     fwd = np.empty((T, K), dtype=np.float64)
+    mx = np.empty(T, dtype=np.float64)
     path = np.empty(T, dtype=np.int64)
     seq_ll = np.zeros(n_seq, dtype=np.float64)
     for blk in prange(nb):
         u = np.empty(K, dtype=np.float64)
         la = np.empty(K, dtype=np.float64)
         wts = np.empty(K, dtype=np.float64)
+        X = np.empty(_CHUNK * K, dtype=np.float64)
+        E = np.empty(_CHUNK * K, dtype=np.float64)
+        EB = np.empty(_CHUNK * K, dtype=np.int64)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -527,7 +652,7 @@ def ffbs_kernel(pi, A, logpi, logA, ll, seq_starts, block_starts, unif, force_lo
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _filter_seq_scaled(pi, A, ll, a, b, fwd, u)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, fwd, mx, X, E, EB, u, la)
                 if ok:
                     ok = _ffbs_seq_scaled(A, a, b, fwd, unif, path, wts)
             if not ok:

@@ -186,7 +186,7 @@ def forward_backward(startprob, transmat, frame_loglik, lengths=None, *, _force_
     pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
     logpi, logA = _logs(pi, A)
     seq_ll, post, xi, start = _k.forward_backward_kernel(
-        pi, A, logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
+        pi, A, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
     )
     return HMMPosterior(
         log_likelihood=float(np.sum(seq_ll)),
@@ -253,7 +253,7 @@ def filter(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False)
     pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
     logpi, logA = _logs(pi, A)
     seq_ll, out = _k.filter_kernel(
-        pi, A, logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
+        pi, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
     )
     return float(np.sum(seq_ll)), out
 
@@ -289,7 +289,7 @@ def sample_posterior_path(startprob, transmat, frame_loglik, lengths, rng, *, _f
     logpi, logA = _logs(pi, A)
     unif = rng.random(ll.shape[0])
     seq_ll, path = _k.ffbs_kernel(
-        pi, A, logpi, logA, ll, seq_starts, block_starts, unif, bool(_force_log)
+        pi, A, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, unif, bool(_force_log)
     )
     if np.any(seq_ll == -np.inf):
         bad = np.flatnonzero(seq_ll == -np.inf)

@@ -1,0 +1,183 @@
+"""Autoregressive Gaussian emissions of order p (the model behind behavioural "syllables").
+
+In state k, ``x_t ~ N(A_k [x_{t-1}; ...; x_{t-p}] + b_k, Q_k)``.  The first ``p`` frames of
+every sequence have no complete history: they are conditioned on and carry no emission evidence
+(their per-state log-likelihood is 0, so their state is inferred from the transitions alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+from ..stats import Stats
+from .gaussian import LOG_2PI, _precision_cholesky_from_covariance
+
+
+@dataclass(frozen=True)
+class ARParams:
+    """AR parameters.
+
+    Attributes
+    ----------
+    coefs : ndarray (K, D, p*D)
+        ``[A_k1, ..., A_kp]`` side by side: lag 1 first.
+    intercepts : ndarray (K, D)
+    covars : ndarray (K, D, D)
+    precisions_cholesky : ndarray (K, D, D)
+    """
+
+    coefs: np.ndarray
+    intercepts: np.ndarray
+    covars: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+@dataclass(frozen=True)
+class ARData:
+    """Targets ``Y`` (T, D), regressors ``Z`` (T, p*D + 1) (lags then 1) and ``valid`` (T,) frames."""
+
+    Y: np.ndarray
+    Z: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class ARStats(Stats):
+    """Weighted regression moments per state: n (K,), szz (K, P, P), szy (K, P, D), syy (K, D, D)."""
+
+    n: np.ndarray
+    szz: np.ndarray
+    szy: np.ndarray
+    syy: np.ndarray
+
+
+def lag_matrix(X, lengths, order):
+    """Regressors (T, order*D + 1) and the mask of frames with a full history in their sequence."""
+    T, D = X.shape
+    Z = np.zeros((T, order * D + 1))
+    Z[:, -1] = 1.0
+    valid = np.ones(T, dtype=bool)
+    start = 0
+    for L in lengths:
+        for lag in range(1, order + 1):
+            if L > lag:
+                Z[start + lag:start + L, (lag - 1) * D:lag * D] = X[start:start + L - lag]
+        valid[start:start + min(order, L)] = False
+        start += L
+    return Z, valid
+
+
+class AREmission:
+    """Autoregressive Gaussian emission family (full noise covariance).
+
+    Parameters
+    ----------
+    n_components : int
+    order : int
+        Number of lags p.
+    reg_covar : float
+        Added to the diagonal of each noise covariance.
+    """
+
+    param_names = ("coefs", "covars")
+
+    def __init__(self, n_components, order=1, reg_covar=1e-6):
+        self.n_components = n_components
+        self.order = order
+        self.reg_covar = reg_covar
+
+    def prepare(self, X, lengths):
+        Z, valid = lag_matrix(np.asarray(X, dtype=np.float64), lengths, self.order)
+        return ARData(Y=np.asarray(X, dtype=np.float64), Z=Z, valid=valid)
+
+    def _weights(self, W):
+        return np.asarray(W, dtype=np.float64)
+
+    def log_likelihood(self, params, data):
+        T, D = data.Y.shape
+        out = np.zeros((T, self.n_components))
+        idx = np.flatnonzero(data.valid)
+        if idx.size == 0:
+            return out
+        Y, Z = data.Y[idx], data.Z[idx]
+        for k in range(self.n_components):
+            W = np.concatenate([params.coefs[k], params.intercepts[k][:, None]], axis=1)  # (D, P)
+            r = (Y - Z @ W.T) @ params.precisions_cholesky[k]
+            out[idx, k] = (-0.5 * (D * LOG_2PI + np.einsum("ij,ij->i", r, r))
+                           + np.log(np.diag(params.precisions_cholesky[k])).sum())
+        return out
+
+    def statistics(self, params, data, weights):
+        w = weights * data.valid[:, None]
+        K = w.shape[1]
+        Y, Z = data.Y, data.Z
+        P, D = Z.shape[1], Y.shape[1]
+        szz, szy, syy = np.empty((K, P, P)), np.empty((K, P, D)), np.empty((K, D, D))
+        for k in range(K):
+            Zw = Z * w[:, k:k + 1]
+            szz[k] = Zw.T @ Z
+            szy[k] = Zw.T @ Y
+            syy[k] = (Y * w[:, k:k + 1]).T @ Y
+        return ARStats(n=w.sum(axis=0), szz=szz, szy=szy, syy=syy)
+
+    def m_step(self, stats, params=None, learn=None):
+        learn_coefs = learn is None or "coefs" in learn
+        learn_covars = learn is None or "covars" in learn
+        K, P, D = stats.szy.shape
+        pD = P - 1
+        coefs = np.empty((K, D, pD))
+        intercepts = np.empty((K, D))
+        covars = np.empty((K, D, D))
+        for k in range(K):
+            if learn_coefs:
+                A = stats.szz[k]
+                ridge = 1e-10 * max(np.trace(A) / P, 1e-300)
+                try:
+                    Wt = linalg.solve(A + ridge * np.eye(P), stats.szy[k], assume_a="pos")
+                except (linalg.LinAlgError, ValueError):
+                    Wt = linalg.lstsq(A, stats.szy[k])[0]
+                W = Wt.T
+            else:
+                W = np.concatenate([params.coefs[k], params.intercepts[k][:, None]], axis=1)
+            coefs[k], intercepts[k] = W[:, :pD], W[:, pD]
+            if learn_covars:
+                n = max(stats.n[k], 10 * np.finfo(np.float64).eps)
+                WS = W @ stats.szy[k]
+                Q = (stats.syy[k] - WS - WS.T + W @ stats.szz[k] @ W.T) / n
+                Q = 0.5 * (Q + Q.T)
+                Q[np.diag_indices(D)] += self.reg_covar
+                covars[k] = Q
+            else:
+                covars[k] = params.covars[k]
+        pc = np.stack([_precision_cholesky_from_covariance(c, self.reg_covar) for c in covars])
+        return ARParams(coefs=coefs, intercepts=intercepts, covars=covars, precisions_cholesky=pc)
+
+    def init_params(self, data, resp):
+        return self.m_step(self.statistics(None, data, resp))
+
+    def params_from(self, coefs, intercepts, covars):
+        covars = np.asarray(covars, dtype=np.float64)
+        pc = np.stack([_precision_cholesky_from_covariance(c, self.reg_covar) for c in covars])
+        return ARParams(coefs=np.asarray(coefs, dtype=np.float64), intercepts=np.asarray(intercepts, dtype=np.float64),
+                        covars=covars, precisions_cholesky=pc)
+
+    def log_prior(self, params):
+        return 0.0
+
+    def sample(self, params, z, rng):
+        """One sequence for the state path ``z``; lags before the start are taken as zero."""
+        D = params.intercepts.shape[1]
+        p = self.order
+        X = np.zeros((len(z) + p, D))
+        chol = np.stack([linalg.cholesky(c, lower=True) for c in params.covars])
+        for t, k in enumerate(z):
+            lags = X[t:t + p][::-1].ravel()  # x_{t-1}, ..., x_{t-p}
+            X[t + p] = params.coefs[k] @ lags + params.intercepts[k] + chol[k] @ rng.standard_normal(D)
+        return X[p:]
+
+    def n_parameters(self, n_features):
+        D = n_features
+        return self.n_components * (D * (self.order * D + 1) + D * (D + 1) // 2)

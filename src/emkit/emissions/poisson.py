@@ -1,0 +1,90 @@
+"""Poisson emissions: D independent event counts per step (spike counts, event tallies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from ..stats import Stats
+
+
+@dataclass(frozen=True)
+class PoissonParams:
+    """``lambdas`` (K, D): the rate of each count in each state."""
+
+    lambdas: np.ndarray
+
+
+@dataclass
+class PoissonStats(Stats):
+    """``n`` (K,) weight per state and ``sx`` (K, D) weighted count sums."""
+
+    n: np.ndarray
+    sx: np.ndarray
+
+
+class PoissonEmission:
+    """Poisson emission family.
+
+    Parameters
+    ----------
+    n_components : int
+    lambdas_prior, lambdas_weight : float
+        Gamma prior on the rates as in hmmlearn: ``lambda = (prior + sum w x) / (weight + sum w)``;
+        0 and 0 is maximum likelihood.
+    """
+
+    param_names = ("lambdas",)
+
+    def __init__(self, n_components, lambdas_prior=0.0, lambdas_weight=0.0):
+        self.n_components = n_components
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+
+    def prepare(self, X, lengths=None):
+        return X
+
+    def log_likelihood(self, params, X):
+        X = np.asarray(X, dtype=np.float64)
+        lam = params.lambdas
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_lam = np.log(lam)
+            xl = X @ np.where(np.isfinite(log_lam), log_lam, 0.0).T  # (n, K)
+            # a zero rate makes any positive count impossible
+            zero = (lam <= 0).T.astype(np.float64)  # (D, K)
+            impossible = (X > 0).astype(np.float64) @ zero > 0
+        out = xl - lam.sum(axis=1) - gammaln(X + 1).sum(axis=1, keepdims=True)
+        out[impossible] = -np.inf
+        return out
+
+    def statistics(self, params, X, weights):
+        return PoissonStats(n=weights.sum(axis=0), sx=weights.T @ np.asarray(X, dtype=np.float64))
+
+    def m_step(self, stats, params=None, learn=None):
+        if learn is not None and "lambdas" not in learn:
+            return params
+        denom = self.lambdas_weight + stats.n[:, None]
+        lam = (self.lambdas_prior + stats.sx) / np.maximum(denom, 1e-300)
+        return PoissonParams(lambdas=lam)
+
+    def init_params(self, X, resp):
+        params = self.m_step(self.statistics(None, X, resp))
+        # keep every rate positive at the start so no count is impossible
+        floor = max(1e-3, 1e-3 * float(np.mean(X)))
+        return PoissonParams(lambdas=np.maximum(params.lambdas, floor))
+
+    def log_prior(self, params):
+        a, b = self.lambdas_prior, self.lambdas_weight
+        if a == 0 and b == 0:
+            return 0.0
+        lam = params.lambdas
+        with np.errstate(divide="ignore"):
+            return float(np.sum(a * np.log(lam) - b * lam)) if a > 0 else float(np.sum(-b * lam))
+
+    def sample(self, params, z, rng):
+        return rng.poisson(params.lambdas[z]).astype(np.int64)
+
+    def n_parameters(self, n_features):
+        return self.n_components * n_features

@@ -1,0 +1,705 @@
+"""Hidden Markov models: Gaussian, categorical, Poisson and autoregressive emissions.
+
+Each model is :class:`emkit.structures.MarkovChain` x an emission family, fitted by the
+shared EM driver (Baum-Welch).  Names follow hmmlearn (``startprob_``, ``transmat_``,
+``means_``, ``covars_``, ``emissionprob_``, ``lambdas_``) and GaussianMixture
+(``max_iter``, ``tol``, ``n_init``, ``*_init``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import (check_array, check_choice, check_float, check_int, check_lengths, check_probability_vector,
+                           check_random_state, check_stochastic_matrix)
+from ..emissions.autoregressive import AREmission, ARParams
+from ..emissions.categorical import CategoricalEmission, CategoricalParams
+from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
+from ..emissions.poisson import PoissonEmission, PoissonParams
+from ..inference import hmm as inference
+from ..io import register
+from ..structures import HMMParams, MarkovChain
+from .base import EMEstimator
+from .kmeans import assign, kmeans_plusplus
+
+#: Frames per E-step chunk (chunks hold whole sequences).
+HMM_CHUNK_FRAMES = 1 << 17
+DECODE_ALGORITHMS = ("viterbi", "map")
+
+
+def as_sequences(X, lengths=None, name="X"):
+    """Accept ``X`` (n, D) with ``lengths`` or a list of 2-D arrays; return (X, lengths)."""
+    if isinstance(X, (list, tuple)) and len(X) > 0 and lengths is None and all(
+            hasattr(x, "shape") or isinstance(x, (list, tuple)) for x in X):
+        arrays = [np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x) for x in X]
+        if all(a.ndim == 2 for a in arrays):
+            lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+            if np.any(lengths == 0):
+                raise ValueError(f"{name}: every sequence must have at least one row; got an empty one")
+            X = np.concatenate(arrays, axis=0)
+    return X, lengths
+
+
+def _sequence_chunks(lengths, frames=HMM_CHUNK_FRAMES):
+    """Group consecutive sequences into chunks of about ``frames`` frames: list of (start, stop, lengths)."""
+    out = []
+    start = 0
+    i = 0
+    n = len(lengths)
+    while i < n:
+        j = i
+        total = 0
+        while j < n and (total == 0 or total + lengths[j] <= frames):
+            total += int(lengths[j])
+            j += 1
+        out.append((start, start + total, lengths[i:j]))
+        start += total
+        i = j
+    return out
+
+
+class BaseHMM(EMEstimator):
+    """Shared machinery of the HMM estimators (not for direct use)."""
+
+    #: attribute name -> parameter field of the emission's params
+    _emission_attributes: dict = {}
+
+    # -- hyperparameter checks -------------------------------------------------------------------------
+    def _learn_names(self):
+        return ("startprob", "transmat") + tuple(self._make_emission(1).param_names)
+
+    def _check_learn(self):
+        if self.learn is None:
+            return None
+        if isinstance(self.learn, str):
+            raise ValueError(f"learn must be a set of parameter names such as {{'transmat', 'means'}}, not a string; "
+                             f"got {self.learn!r}. Valid names: {sorted(self._learn_names())}")
+        learn = set(self.learn)
+        bad = learn - set(self._learn_names())
+        if bad:
+            raise ValueError(f"learn contains unknown parameter names {sorted(bad)}; valid names: "
+                             f"{sorted(self._learn_names())}")
+        return learn
+
+    def _check_hmm_parameters(self):
+        self._check_common()
+        self._make_emission(1)  # checks the emission's own hyperparameters
+        check_choice(self.algorithm, "algorithm", DECODE_ALGORITHMS)
+        K = self.n_components
+        for name, shape in (("startprob_prior", (K,)), ("transmat_prior", (K, K))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.ndim and value.shape != shape:
+                raise ValueError(f"{name} must be a number or an array of shape {shape}; got shape {value.shape}")
+            if not np.all(np.isfinite(value)) or np.any(value < 0):
+                raise ValueError(f"{name} must be non-negative and finite")
+        check_float(self.kappa, "kappa", minimum=0.0)
+        return self._check_learn()
+
+    # -- data -----------------------------------------------------------------------------------------
+    def _validate_X(self, X):
+        return check_array(X, "X")
+
+    def _prepare(self, X, lengths):
+        X, lengths = as_sequences(X, lengths)
+        X = self._validate_X(X)
+        lengths = check_lengths(lengths, X.shape[0])
+        return X, lengths
+
+    def _chunks(self, data):
+        X, lengths = data
+        emission = self._make_emission(X.shape[1])
+        items = [(emission.prepare(X[a:b], lens), lens) for a, b, lens in _sequence_chunks(lengths)]
+        return lambda: items
+
+    # -- EM hooks ------------------------------------------------------------------------------------
+    def _em_model(self):
+        learn = self._check_learn()
+        return MarkovChain(self._make_emission(self._n_features), self.startprob_prior, self.transmat_prior,
+                           self.kappa, learn)
+
+    def _init_labels(self, X, rng):
+        """Initial hard states from k-means++ centres (None if the family has no such seeding)."""
+        centers = kmeans_plusplus(X, self.n_components, rng)[0]
+        return assign(X, centers)[0]
+
+    def _init_params(self, data, rng):
+        X, lengths = data
+        K = self.n_components
+        emission = self._make_emission(X.shape[1])
+        labels = self._init_labels(X, rng)
+        if labels is not None:
+            resp = np.zeros((X.shape[0], K))
+            resp[np.arange(X.shape[0]), labels] = 1.0
+            eparams = emission.init_params(emission.prepare(X, lengths), resp)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            startprob = np.bincount(labels[starts], minlength=K) + 1.0
+            same_seq = np.ones(X.shape[0] - 1, dtype=bool)
+            same_seq[np.cumsum(lengths)[:-1] - 1] = False
+            trans = np.ones((K, K))
+            np.add.at(trans, (labels[:-1][same_seq], labels[1:][same_seq]), 1.0)
+        else:
+            eparams = self._random_emission_params(X, rng)
+            startprob = np.ones(K)
+            trans = np.ones((K, K))
+        startprob = startprob / startprob.sum()
+        transmat = trans / trans.sum(axis=1, keepdims=True)
+        if self.startprob_init is not None:
+            startprob = check_probability_vector(self.startprob_init, "startprob_init", K)
+        if self.transmat_init is not None:
+            transmat = check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
+        eparams = self._apply_emission_inits(eparams, X.shape[1])
+        return HMMParams(startprob=startprob, transmat=transmat, emission=eparams)
+
+    def _set_attributes(self, params):
+        self.startprob_ = params.startprob
+        self.transmat_ = params.transmat
+        for attr, field in self._emission_attributes.items():
+            setattr(self, attr, getattr(params.emission, field))
+
+    def _params_from_attributes(self):
+        return self._fitted_params()
+
+    def _em_model_for_fitted(self):
+        """The latent structure x emission of a fitted model (for inspection and tests)."""
+        self._n_features = self.n_features_in_
+        return self._em_model()
+
+    # -- fitted parameters (fitted, set by hand, or loaded) ------------------------------------------
+    def _fitted_params(self):
+        """Validated parameters from the fitted attributes (which users may also set by hand)."""
+        self._check_is_fitted(["startprob_", "transmat_"] + list(self._emission_attributes))
+        K = self.n_components
+        startprob = check_probability_vector(self.startprob_, "startprob_", K)
+        transmat = check_stochastic_matrix(self.transmat_, "transmat_", (K, K))
+        return HMMParams(startprob=startprob, transmat=transmat, emission=self._emission_params_from_attributes())
+
+    def _validate_fitted(self):
+        self._fitted_params()
+
+    @classmethod
+    def from_params(cls, startprob, transmat, **kwargs):
+        """A ready-to-use model from known parameters (no fitting).
+
+        Keyword arguments that are hyperparameters of the class (``covariance_type``, ...) are
+        passed to the constructor; the others are emission parameters named like the fitted
+        attributes without the trailing underscore (``means``, ``covars``, ``emissionprob``,
+        ``lambdas``, ``coefs``, ``intercepts``).
+        """
+        names = set(cls._param_names())
+        hyper = {k: v for k, v in kwargs.items() if k in names}
+        attrs = {k: v for k, v in kwargs.items() if k not in names}
+        startprob = np.asarray(startprob, dtype=np.float64)
+        hyper.setdefault("n_components", startprob.shape[0] if startprob.ndim == 1 else 1)
+        model = cls(**hyper)
+        expected = {a[:-1] for a in cls._emission_attributes}
+        unknown = set(attrs) - expected
+        missing = expected - set(attrs)
+        if unknown:
+            raise ValueError(f"unknown parameters for {cls.__name__}.from_params: {sorted(unknown)}; "
+                             f"emission parameters are {sorted(expected)}")
+        if missing:
+            raise ValueError(f"{cls.__name__}.from_params needs {sorted(missing)}")
+        model.startprob_ = startprob
+        model.transmat_ = np.asarray(transmat, dtype=np.float64)
+        for name, value in attrs.items():
+            setattr(model, name + "_", np.asarray(value))
+        model._after_from_params()
+        model._validate_fitted()
+        return model
+
+    def _after_from_params(self):
+        self.n_features_in_ = self._infer_n_features()
+
+    # -- public API -----------------------------------------------------------------------------------
+    def fit(self, X, lengths=None, callback=None):
+        """Fit by EM (Baum-Welch) with ``n_init`` restarts; returns ``self``.
+
+        Parameters
+        ----------
+        X : array-like (n, D), or a list of such arrays (one per sequence)
+        lengths : array-like of int, optional
+            Lengths of the sequences concatenated in ``X`` (sum = n).
+        callback : callable, optional
+            Called after every iteration with a dict (see :func:`emkit.em.run_em`).
+        """
+        self._check_hmm_parameters()
+        X, lengths = self._prepare(X, lengths)
+        if X.shape[0] < self.n_components and self._init_labels is not None:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                             f"n_samples = {X.shape[0]}")
+        self._check_inits(X)
+        self._n_features = X.shape[1]
+        self.n_features_in_ = X.shape[1]
+        self._run_restarts((X, lengths), callback)
+        return self
+
+    def _check_inits(self, X):
+        K = self.n_components
+        if self.startprob_init is not None:
+            check_probability_vector(self.startprob_init, "startprob_init", K)
+        if self.transmat_init is not None:
+            check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
+        self._apply_emission_inits(None, X.shape[1], check_only=True)
+
+    def _frame_loglik(self, X, lengths, params):
+        emission = self._make_emission(X.shape[1])
+        return emission.log_likelihood(params.emission, emission.prepare(X, lengths))
+
+    def _checked(self, X, lengths):
+        params = self._fitted_params()
+        X, lengths = self._prepare(X, lengths)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_} "
+                             "features")
+        return X, lengths, params, self._frame_loglik(X, lengths, params)
+
+    def score(self, X, lengths=None):
+        """Log-likelihood ``log p(X)`` summed over sequences (hmmlearn's meaning)."""
+        X, lengths, params, frame = self._checked(X, lengths)
+        return inference.forward_backward(params.startprob, params.transmat, frame, lengths).log_likelihood
+
+    def score_samples(self, X, lengths=None):
+        """``(log p(X), posteriors (n, K))``: the log-likelihood and the smoothed state posteriors."""
+        X, lengths, params, frame = self._checked(X, lengths)
+        post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        return post.log_likelihood, post.posteriors
+
+    def predict_proba(self, X, lengths=None):
+        """Smoothed posteriors p(z_t | whole sequence), (n, K)."""
+        return self.score_samples(X, lengths)[1]
+
+    def filter(self, X, lengths=None):
+        """Causal (filtered) posteriors p(z_t | x_1..x_t), (n, K): no future data is used."""
+        X, lengths, params, frame = self._checked(X, lengths)
+        return inference.filter(params.startprob, params.transmat, frame, lengths)[1]
+
+    def decode(self, X, lengths=None, algorithm=None):
+        """Most probable states: ``(log_prob, states (n,))``.
+
+        ``algorithm="viterbi"`` gives the most probable path and its joint log-probability;
+        ``"map"`` gives the most probable state at each step and the log-likelihood of X.
+        """
+        algorithm = check_choice(algorithm or self.algorithm, "algorithm", DECODE_ALGORITHMS)
+        X, lengths, params, frame = self._checked(X, lengths)
+        if algorithm == "viterbi":
+            return inference.viterbi(params.startprob, params.transmat, frame, lengths)
+        post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        return post.log_likelihood, post.posteriors.argmax(axis=1)
+
+    def predict(self, X, lengths=None):
+        """Most probable states (n,) by ``self.algorithm``."""
+        return self.decode(X, lengths)[1]
+
+    def sample_posterior(self, X, lengths=None, random_state=None):
+        """A state path drawn from p(z | X), (n,) (forward filtering, backward sampling)."""
+        X, lengths, params, frame = self._checked(X, lengths)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        return inference.sample_posterior_path(params.startprob, params.transmat, frame, lengths, rng)
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw one sequence: ``(X (n_samples, D), states (n_samples,))``."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        params = self._fitted_params()
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        startprob = params.startprob
+        if currstate is not None:
+            check_int(currstate, "currstate", minimum=0)
+            if currstate >= self.n_components:
+                raise ValueError(f"currstate must be < n_components={self.n_components}; got {currstate}")
+            startprob = np.eye(self.n_components)[currstate]
+        states = inference.sample_states(startprob, params.transmat, int(n_samples), rng)
+        emission = self._make_emission(self.n_features_in_)
+        return emission.sample(params.emission, states, rng), states
+
+    def _n_parameters(self):
+        K = self.n_components
+        learn = self._check_learn()
+        n = 0
+        if learn is None or "startprob" in learn:
+            n += K - 1
+        if learn is None or "transmat" in learn:
+            n += K * (K - 1)
+        emission_learned = learn is None or bool(set(learn) & set(self._make_emission(1).param_names))
+        if emission_learned:
+            n += self._make_emission(self.n_features_in_).n_parameters(self.n_features_in_)
+        return n
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion (lower is better)."""
+        X, lengths = self._prepare(X, lengths)
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion (lower is better)."""
+        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+
+
+_COMMON_DOC = """
+    startprob_prior : float or ndarray (K,), default=1.0
+        Dirichlet concentration on the start probabilities (1.0 is maximum likelihood).
+    transmat_prior : float or ndarray (K, K), default=1.0
+        Dirichlet concentration on each transition row.
+    kappa : float, default=0.0
+        Extra concentration on self-transitions (sticky HMM for behavioural segmentation).
+    algorithm : {"viterbi", "map"}, default="viterbi"
+        Decoder used by ``predict``.
+    learn : set of str, optional
+        Parameters the M-step re-estimates, e.g. ``{"transmat", "means"}`` (default: all).
+    startprob_init, transmat_init : ndarray, optional
+        Starting values; otherwise estimated from a k-means++ seeding.
+    n_init : int, default=1
+        Restarts (new k-means++ seeding each); the best final objective is kept.
+    max_iter : int, default=100
+    tol : float, default=1e-4
+        EM stops when the log-likelihood (plus log prior) per frame changes by less than ``tol``.
+    random_state : None, int or numpy.random.Generator
+    verbose : int, default=0
+"""
+
+
+@register
+class GaussianHMM(BaseHMM):
+    __doc__ = """HMM with Gaussian emissions.
+
+    Parameters
+    ----------
+    n_components : int
+    covariance_type : {"full", "diag", "spherical", "tied"}, default="diag"
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance in the M-step.
+    means_init : ndarray (K, D), optional
+    covars_init : ndarray, optional
+        In GaussianMixture's compact shapes: spherical (K,), diag (K, D), full (K, D, D), tied (D, D).
+""" + _COMMON_DOC + """
+    Attributes
+    ----------
+    startprob_ : ndarray (K,)
+    transmat_ : ndarray (K, K)
+    means_ : ndarray (K, D)
+    covars_ : ndarray, compact shape (as set; never expanded)
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+    """
+
+    _emission_attributes = {"means_": "means", "covars_": "covariances"}
+    _fitted_attributes = ("startprob_", "transmat_", "means_", "covars_", "converged_", "n_iter_", "lower_bound_",
+                          "lower_bounds_", "n_features_in_")
+
+    def __init__(self, n_components=1, *, covariance_type="diag", reg_covar=1e-6, startprob_prior=1.0,
+                 transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
+                 transmat_init=None, means_init=None, covars_init=None, n_init=1, max_iter=100, tol=1e-4,
+                 random_state=None, verbose=0):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.kappa = kappa
+        self.algorithm = algorithm
+        self.learn = learn
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.means_init = means_init
+        self.covars_init = covars_init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_emission(self, n_features):
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_float(self.reg_covar, "reg_covar", minimum=0.0)
+        return GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
+
+    def _apply_emission_inits(self, eparams, D, check_only=False):
+        K = self.n_components
+        cov = COVARIANCE_TYPES[self.covariance_type]
+        means = covars = None
+        if self.means_init is not None:
+            means = check_array(self.means_init, "means_init").astype(np.float64)
+            if means.shape != (K, D):
+                raise ValueError(f"means_init must have shape ({K}, {D}); got {means.shape}")
+        if self.covars_init is not None:
+            covars = cov.check_covariances(self.covars_init, K, D, "covars_init")
+        if check_only:
+            return None
+        emission = self._make_emission(D)
+        return emission.params_from_covariances(eparams.means if means is None else means,
+                                                eparams.covariances if covars is None else covars)
+
+    def _emission_params_from_attributes(self):
+        K = self.n_components
+        means = check_array(self.means_, "means_").astype(np.float64)
+        if means.shape[0] != K:
+            raise ValueError(f"means_ must have shape ({K}, n_features); got {means.shape}")
+        covars = COVARIANCE_TYPES[self.covariance_type].check_covariances(self.covars_, K, means.shape[1], "covars_")
+        return self._make_emission(means.shape[1]).params_from_covariances(means, covars)
+
+    def _infer_n_features(self):
+        return np.asarray(self.means_).shape[1]
+
+
+@register
+class CategoricalHMM(BaseHMM):
+    __doc__ = """HMM with categorical emissions: X holds integer symbols, shape (n, 1), as in hmmlearn.
+
+    Parameters
+    ----------
+    n_components : int
+    n_features : int, optional
+        Number of symbols; inferred as ``max(X) + 1`` when fitting if not given.
+    emissionprob_prior : float or ndarray (K, n_features), default=1.0
+        Dirichlet concentration on each emission row (1.0 is maximum likelihood).
+    emissionprob_init : ndarray (K, n_features), optional
+""" + _COMMON_DOC + """
+    Attributes
+    ----------
+    startprob_, transmat_
+    emissionprob_ : ndarray (K, n_features)
+    """
+
+    _emission_attributes = {"emissionprob_": "emissionprob"}
+    _fitted_attributes = ("startprob_", "transmat_", "emissionprob_", "converged_", "n_iter_", "lower_bound_",
+                          "lower_bounds_", "n_features_in_")
+
+    def __init__(self, n_components=1, *, n_features=None, emissionprob_prior=1.0, startprob_prior=1.0,
+                 transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
+                 transmat_init=None, emissionprob_init=None, n_init=1, max_iter=100, tol=1e-4, random_state=None,
+                 verbose=0):
+        self.n_components = n_components
+        self.n_features = n_features
+        self.emissionprob_prior = emissionprob_prior
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.kappa = kappa
+        self.algorithm = algorithm
+        self.learn = learn
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.emissionprob_init = emissionprob_init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _n_symbols(self):
+        n = getattr(self, "_fitted_n_symbols", None) or self.n_features
+        if n is None and getattr(self, "emissionprob_", None) is not None:
+            n = np.asarray(self.emissionprob_).shape[1]
+        return n
+
+    def _make_emission(self, n_features):
+        return CategoricalEmission(self.n_components, self._n_symbols() or 1, self.emissionprob_prior)
+
+    def _validate_X(self, X):
+        X = check_array(X, "X", dtype="int")
+        if X.shape[1] != 1:
+            raise ValueError(f"X must have shape (n_samples, 1) with one integer symbol per row; got {X.shape}")
+        if X.min() < 0:
+            raise ValueError(f"X must hold symbols >= 0; got {X.min()}")
+        n = self._n_symbols()
+        if n is not None and X.max() >= n:
+            raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of n_features={n}")
+        return X
+
+    def fit(self, X, lengths=None, callback=None):
+        if self.n_features is not None:
+            check_int(self.n_features, "n_features", minimum=1)
+        Xc, _ = as_sequences(X, lengths)
+        Xc = check_array(Xc, "X", dtype="int")
+        self._fitted_n_symbols = self.n_features or int(Xc.max()) + 1
+        return super().fit(X, lengths, callback)
+
+    def _init_labels(self, X, rng):
+        return None
+
+    def _random_emission_params(self, X, rng):
+        return CategoricalParams(emissionprob=rng.dirichlet(np.ones(self._n_symbols()), size=self.n_components))
+
+    def _apply_emission_inits(self, eparams, D, check_only=False):
+        if self.emissionprob_init is None:
+            return eparams
+        e = check_stochastic_matrix(self.emissionprob_init, "emissionprob_init",
+                                    (self.n_components, self._n_symbols()))
+        return None if check_only else CategoricalParams(emissionprob=e)
+
+    def _emission_params_from_attributes(self):
+        e = np.asarray(self.emissionprob_, dtype=np.float64)
+        e = check_stochastic_matrix(e, "emissionprob_", (self.n_components, e.shape[1] if e.ndim == 2 else -1))
+        return CategoricalParams(emissionprob=e)
+
+    def _infer_n_features(self):
+        self._fitted_n_symbols = np.asarray(self.emissionprob_).shape[1]
+        return 1
+
+
+@register
+class PoissonHMM(BaseHMM):
+    __doc__ = """HMM with Poisson emissions: X holds non-negative integer counts, shape (n, D).
+
+    Parameters
+    ----------
+    n_components : int
+    lambdas_prior, lambdas_weight : float, default=0.0
+        Gamma prior on the rates (hmmlearn's meaning); 0 and 0 is maximum likelihood.
+    lambdas_init : ndarray (K, D), optional
+""" + _COMMON_DOC + """
+    Attributes
+    ----------
+    startprob_, transmat_
+    lambdas_ : ndarray (K, D)
+    """
+
+    _emission_attributes = {"lambdas_": "lambdas"}
+    _fitted_attributes = ("startprob_", "transmat_", "lambdas_", "converged_", "n_iter_", "lower_bound_",
+                          "lower_bounds_", "n_features_in_")
+
+    def __init__(self, n_components=1, *, lambdas_prior=0.0, lambdas_weight=0.0, startprob_prior=1.0,
+                 transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
+                 transmat_init=None, lambdas_init=None, n_init=1, max_iter=100, tol=1e-4, random_state=None,
+                 verbose=0):
+        self.n_components = n_components
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.kappa = kappa
+        self.algorithm = algorithm
+        self.learn = learn
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.lambdas_init = lambdas_init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_emission(self, n_features):
+        check_float(self.lambdas_prior, "lambdas_prior", minimum=0.0)
+        check_float(self.lambdas_weight, "lambdas_weight", minimum=0.0)
+        return PoissonEmission(self.n_components, self.lambdas_prior, self.lambdas_weight)
+
+    def _validate_X(self, X):
+        X = check_array(X, "X")
+        if np.any(X < 0):
+            raise ValueError("X must hold non-negative counts for a PoissonHMM; got negative values")
+        if X.dtype.kind == "f" and not np.all(X == np.round(X)):
+            raise ValueError("X must hold integer counts for a PoissonHMM; got non-integer values")
+        return X
+
+    def _apply_emission_inits(self, eparams, D, check_only=False):
+        if self.lambdas_init is None:
+            return eparams
+        lam = check_array(self.lambdas_init, "lambdas_init").astype(np.float64)
+        if lam.shape != (self.n_components, D):
+            raise ValueError(f"lambdas_init must have shape ({self.n_components}, {D}); got {lam.shape}")
+        if np.any(lam < 0):
+            raise ValueError("lambdas_init must be non-negative")
+        return None if check_only else PoissonParams(lambdas=lam)
+
+    def _emission_params_from_attributes(self):
+        lam = check_array(self.lambdas_, "lambdas_").astype(np.float64)
+        if lam.shape[0] != self.n_components or np.any(lam < 0):
+            raise ValueError(f"lambdas_ must be a non-negative array of shape ({self.n_components}, n_features)")
+        return PoissonParams(lambdas=lam)
+
+    def _infer_n_features(self):
+        return np.asarray(self.lambdas_).shape[1]
+
+
+@register
+class ARHMM(BaseHMM):
+    __doc__ = """HMM with autoregressive Gaussian emissions of order p.
+
+    In state k, ``x_t ~ N(A_k [x_{t-1}; ...; x_{t-p}] + b_k, Q_k)``.  The first ``order``
+    frames of each sequence are conditioned on: they carry no emission evidence.
+
+    Parameters
+    ----------
+    n_components : int
+    order : int, default=1
+    reg_covar : float, default=1e-6
+    coefs_init : ndarray (K, D, order*D), optional
+    intercepts_init : ndarray (K, D), optional
+    covars_init : ndarray (K, D, D), optional
+""" + _COMMON_DOC + """
+    ``learn`` names for the emission are ``"coefs"`` (A and b together) and ``"covars"``.
+
+    Attributes
+    ----------
+    startprob_, transmat_
+    coefs_ : ndarray (K, D, order*D)
+        ``[A_k1, ..., A_kp]``, lag 1 first.
+    intercepts_ : ndarray (K, D)
+    covars_ : ndarray (K, D, D)
+    """
+
+    _emission_attributes = {"coefs_": "coefs", "intercepts_": "intercepts", "covars_": "covars"}
+    _fitted_attributes = ("startprob_", "transmat_", "coefs_", "intercepts_", "covars_", "converged_", "n_iter_",
+                          "lower_bound_", "lower_bounds_", "n_features_in_")
+
+    def __init__(self, n_components=1, *, order=1, reg_covar=1e-6, startprob_prior=1.0, transmat_prior=1.0,
+                 kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None, transmat_init=None,
+                 coefs_init=None, intercepts_init=None, covars_init=None, n_init=1, max_iter=100, tol=1e-4,
+                 random_state=None, verbose=0):
+        self.n_components = n_components
+        self.order = order
+        self.reg_covar = reg_covar
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.kappa = kappa
+        self.algorithm = algorithm
+        self.learn = learn
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.coefs_init = coefs_init
+        self.intercepts_init = intercepts_init
+        self.covars_init = covars_init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_emission(self, n_features):
+        check_int(self.order, "order", minimum=1)
+        check_float(self.reg_covar, "reg_covar", minimum=0.0)
+        return AREmission(self.n_components, self.order, self.reg_covar)
+
+    def _check_emission_arrays(self, coefs, intercepts, covars, D, suffix):
+        K, p = self.n_components, self.order
+        out = []
+        for name, value, shape in ((f"coefs{suffix}", coefs, (K, D, p * D)), (f"intercepts{suffix}", intercepts, (K, D)),
+                                   (f"covars{suffix}", covars, (K, D, D))):
+            if value is None:
+                out.append(None)
+                continue
+            a = np.asarray(value, dtype=np.float64)
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}; got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} must be finite")
+            out.append(a)
+        if out[2] is not None:
+            COVARIANCE_TYPES["full"].check_covariances(out[2], K, D, f"covars{suffix}")
+        return out
+
+    def _apply_emission_inits(self, eparams, D, check_only=False):
+        coefs, intercepts, covars = self._check_emission_arrays(self.coefs_init, self.intercepts_init,
+                                                                self.covars_init, D, "_init")
+        if check_only:
+            return None
+        return self._make_emission(D).params_from(eparams.coefs if coefs is None else coefs,
+                                                  eparams.intercepts if intercepts is None else intercepts,
+                                                  eparams.covars if covars is None else covars)
+
+    def _emission_params_from_attributes(self):
+        D = np.asarray(self.intercepts_).shape[-1]
+        coefs, intercepts, covars = self._check_emission_arrays(self.coefs_, self.intercepts_, self.covars_, D, "_")
+        return self._make_emission(D).params_from(coefs, intercepts, covars)
+
+    def _infer_n_features(self):
+        return np.asarray(self.intercepts_).shape[1]
