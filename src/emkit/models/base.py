@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -58,5 +59,25 @@ class EMEstimator(BaseEstimator):
         self.lower_bound_ = best.lower_bound
         self.lower_bounds_ = list(best.lower_bounds)
         self.init_lower_bounds_ = np.array([r.lower_bound for r in runs])
-        self._restart_params = [r.params for r in runs]
+        self._restart_results = runs
         return model
+
+    def restart_models(self):
+        """One fitted copy of this model per restart of the last ``fit``, in run order.
+
+        Each copy has that run's parameters, ``lower_bound_``, ``lower_bounds_``, ``n_iter_`` and
+        ``converged_``; compare them to see whether the states are reproducible
+        (see :func:`emkit.selection.match_states`).
+        """
+        runs = getattr(self, "_restart_results", None)
+        if runs is None:
+            self._check_is_fitted(["_restart_results"])
+        models = []
+        for r in runs:
+            m = copy.copy(self)
+            m._set_attributes(r.params)
+            m.lower_bound_, m.lower_bounds_ = r.lower_bound, list(r.lower_bounds)
+            m.n_iter_, m.converged_ = r.n_iter, r.converged
+            m._restart_results = None
+            models.append(m)
+        return models
