@@ -50,11 +50,18 @@ def _pool():
 
 
 def map_chunks(func, chunks):
-    """``[func(*chunk) for chunk in chunks]`` in order, run on the thread pool."""
+    """``[func(*chunk) for chunk in chunks]`` in order, run on the thread pool.
+
+    While chunks run in parallel, BLAS is limited to one thread per chunk so that the
+    threads do not oversubscribe the cores.
+    """
     chunks = list(chunks) if not isinstance(chunks, list) else chunks
     if len(chunks) <= 1 or n_threads() == 1:
         return [func(*c) for c in chunks]
-    return list(_pool().map(lambda c: func(*c), chunks))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return list(_pool().map(lambda c: func(*c), chunks))
 
 
 def expectation(model, params, chunks):

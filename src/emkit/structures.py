@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .inference._kernels import normalize_log_resp
 from .inference.hmm import forward_backward
 from .inference.mixture import MixtureStats, log_responsibilities
 from .stats import Stats
@@ -32,15 +33,27 @@ class Mixture:
     def __init__(self, emission):
         self.emission = emission
 
-    def log_resp(self, params, X):
-        """``(log p(x_n), log p(z_n=k | x_n))`` with shapes (n,) and (n, K)."""
+    def log_joint(self, params, X):
+        """``log w_k + log p(x_n | z_n = k)``, (n, K)."""
         with np.errstate(divide="ignore"):
             log_w = np.log(params.weights)
-        return log_responsibilities(log_w, self.emission.log_likelihood(params.emission, X))
+        lp = self.emission.log_likelihood(params.emission, X)
+        lp += log_w
+        return lp
+
+    def responsibilities(self, params, X):
+        """``(log p(x_n) (n,), p(z_n = k | x_n) (n, K))``."""
+        resp = self.log_joint(params, X)
+        log_norm = np.empty(resp.shape[0])
+        normalize_log_resp(resp, log_norm)
+        return log_norm, resp
+
+    def log_resp(self, params, X):
+        """``(log p(x_n), log p(z_n=k | x_n))`` with shapes (n,) and (n, K)."""
+        return log_responsibilities(0.0, self.log_joint(params, X))
 
     def e_step(self, params, X, sample_weight=None):
-        log_norm, log_resp = self.log_resp(params, X)
-        resp = np.exp(log_resp)
+        log_norm, resp = self.responsibilities(params, X)
         if sample_weight is None:
             ll = float(log_norm.sum())
             n = float(X.shape[0])

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from ..inference import _kernels as _k
 from ..stats import Stats
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -59,25 +60,30 @@ class GaussianParams:
 
 @dataclass
 class GaussianStats(Stats):
-    """Weighted moments about per-component centres.
+    """Weighted moments about a common centre ``c`` (D,).
 
     Attributes
     ----------
     n : ndarray (K,)
         Sum of weights per component.
     sx : ndarray (K, D)
-        ``sum_n w_nk (x_n - c_k)``.
-    sxx : ndarray (K, D, D) or (K, D)
-        ``sum_n w_nk (x_n - c_k)(x_n - c_k)^T`` (full and tied) or its diagonal (diag, spherical).
-    center : ndarray (K, D)
-        The centres ``c_k`` (a frame field, not summed).
+        ``sum_n w_nk (x_n - c)``.
+    sxx : ndarray
+        Second moments ``sum_n w_nk (x_n - c)(x_n - c)^T`` in the covariance type's form:
+        full (K, D, D); tied (D, D) summed over components; diag (K, D) the diagonal;
+        spherical (K,) the trace.
+    center : ndarray (D,)
+        The centre (a frame field, not summed).
+    kind : str
+        The covariance type (a frame field).
     """
 
     n: np.ndarray
     sx: np.ndarray
     sxx: np.ndarray
     center: np.ndarray
-    _frame_fields = ("center",)
+    kind: str = "full"
+    _frame_fields = ("center", "kind")
 
     def _align(self, other):
         if other.center is self.center or np.array_equal(other.center, self.center):
@@ -85,16 +91,12 @@ class GaussianStats(Stats):
         return other.recentered(self.center)
 
     def recentered(self, center):
-        """The same statistics expressed as moments about ``center`` (K, D), exactly."""
-        delta = self.center - center  # (K, D)
-        n = self.n[:, None]
-        sx = self.sx + n * delta
-        if self.sxx.ndim == 3:
-            outer = delta[:, :, None] * self.sx[:, None, :]
-            sxx = self.sxx + outer + outer.transpose(0, 2, 1) + n[:, :, None] * delta[:, :, None] * delta[:, None, :]
-        else:
-            sxx = self.sxx + 2.0 * delta * self.sx + n * delta**2
-        return GaussianStats(n=self.n.copy(), sx=sx, sxx=sxx, center=np.array(center, dtype=np.float64))
+        """The same statistics expressed as moments about ``center`` (D,), exactly."""
+        center = np.asarray(center, dtype=np.float64)
+        delta = self.center - center  # (D,)
+        sxx = COVARIANCE_TYPES[self.kind].recenter_sxx(self.sxx, self.sx, self.n, delta)
+        return GaussianStats(n=self.n.copy(), sx=self.sx + self.n[:, None] * delta, sxx=sxx, center=center,
+                             kind=self.kind)
 
 
 def _flipudlr(a):
@@ -128,18 +130,28 @@ def _check_spd(matrix, name):
 
 
 class _CovarianceType:
-    """Strategy for one covariance type (see module docstring)."""
+    """Strategy for one covariance type (see module docstring).
+
+    ``Xs`` below is data minus the statistics centre ``c`` (float64, (n, D)); ``m`` is the
+    means minus ``c`` (K, D).
+    """
 
     name: str
-    moment: str  # "full" or "diag": which second moments the statistics keep
 
+    # shapes, counting, checks
     def compact_shape(self, K, D):
         raise NotImplementedError
 
-    def from_moments(self, cov_full_or_diag, n, reg_covar):
-        """Compact covariances from per-component centred covariances (K, D, D) or (K, D)."""
+    def n_parameters(self, K, D):
         raise NotImplementedError
 
+    def check_precisions(self, precisions, K, D, name="precisions_init"):
+        raise NotImplementedError
+
+    def check_covariances(self, covariances, K, D, name="covars_init"):
+        return self.check_precisions(covariances, K, D, name)
+
+    # conversions
     def precisions_cholesky(self, covariances, reg_covar):
         raise NotImplementedError
 
@@ -152,25 +164,29 @@ class _CovarianceType:
     def covariances_from_precisions(self, precisions):
         raise NotImplementedError
 
-    def log_det_cholesky(self, precisions_cholesky, D):
-        """``log det(U)`` per component, (K,) (or a scalar for tied)."""
-        raise NotImplementedError
-
-    def mahalanobis(self, X, means, precisions_cholesky):
-        """Squared Mahalanobis distances (n, K)."""
-        raise NotImplementedError
-
     def full_covariances(self, covariances, K, D):
         """Covariances as (K, D, D) matrices (for sampling and plotting)."""
         raise NotImplementedError
 
-    def n_parameters(self, K, D):
+    def log_det_cholesky(self, pc, D):
+        """``log det(U)`` per component, (K,)."""
         raise NotImplementedError
 
-    def check_precisions(self, precisions, K, D, name="precisions_init"):
+    # E-step
+    def mahalanobis(self, Xs, m, pc):
+        """Squared Mahalanobis distances (n, K)."""
         raise NotImplementedError
 
-    def check_covariances(self, covariances, K, D, name="covars_init"):
+    def second_moments(self, Xs, W):
+        """``sxx`` of :class:`GaussianStats` for weights ``W`` (n, K)."""
+        raise NotImplementedError
+
+    def recenter_sxx(self, sxx, sx, n, delta):
+        raise NotImplementedError
+
+    # M-step
+    def covariances(self, stats, m, reg_covar):
+        """Compact covariances about the means ``m`` (relative to the stats centre), plus ``reg_covar``."""
         raise NotImplementedError
 
 
@@ -183,18 +199,24 @@ def _check_shape(a, shape, name):
     return a
 
 
+def _nk(stats):
+    return stats.n + 10 * np.finfo(np.float64).eps
+
+
 class _Full(_CovarianceType):
     name = "full"
-    moment = "full"
 
     def compact_shape(self, K, D):
         return (K, D, D)
 
-    def from_moments(self, cov, n, reg_covar):
-        out = cov.copy()
-        idx = np.arange(out.shape[1])
-        out[:, idx, idx] += reg_covar
-        return out
+    def n_parameters(self, K, D):
+        return K * D * (D + 1) // 2
+
+    def check_precisions(self, precisions, K, D, name="precisions_init"):
+        precisions = _check_shape(precisions, (K, D, D), name)
+        for k, p in enumerate(precisions):
+            _check_spd(p, f"{name}[{k}]")
+        return precisions
 
     def precisions_cholesky(self, covariances, reg_covar):
         return np.stack([_precision_cholesky_from_covariance(c, reg_covar) for c in covariances])
@@ -208,44 +230,61 @@ class _Full(_CovarianceType):
     def covariances_from_precisions(self, precisions):
         return np.stack([linalg.inv(p) for p in precisions])
 
-    def log_det_cholesky(self, pc, D):
-        return np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
-
-    def mahalanobis(self, X, means, pc):
-        out = np.empty((X.shape[0], means.shape[0]))
-        for k in range(means.shape[0]):
-            y = (X - means[k]) @ pc[k]
-            out[:, k] = np.einsum("ij,ij->i", y, y)
-        return out
-
     def full_covariances(self, covariances, K, D):
         return covariances
 
-    def n_parameters(self, K, D):
-        return K * D * (D + 1) // 2
+    def log_det_cholesky(self, pc, D):
+        return np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
 
-    def check_precisions(self, precisions, K, D, name="precisions_init"):
-        precisions = _check_shape(precisions, (K, D, D), name)
-        for k, p in enumerate(precisions):
-            _check_spd(p, f"{name}[{k}]")
-        return precisions
+    def mahalanobis(self, Xs, m, pc):
+        K, D = m.shape
+        U = np.ascontiguousarray(pc.transpose(1, 0, 2).reshape(D, K * D))  # [U_1 ... U_K]
+        bias = np.einsum("kd,kde->ke", m, pc).ravel()
+        Y = Xs @ U
+        out = np.empty((Xs.shape[0], K))
+        _k.full_log_density(Y, bias, D, np.zeros(K), out)
+        out *= -2.0
+        return out
 
-    def check_covariances(self, covariances, K, D, name="covars_init"):
-        return self.check_precisions(covariances, K, D, name)
+    def second_moments(self, Xs, W):
+        n, D = Xs.shape
+        iu = np.triu_indices(D)
+        O = np.empty((n, iu[0].size))
+        _k.outer_products(Xs, O)
+        upper = W.T @ O  # (K, D(D+1)/2)
+        sxx = np.empty((W.shape[1], D, D))
+        sxx[:, iu[0], iu[1]] = upper
+        sxx[:, iu[1], iu[0]] = upper
+        return sxx
+
+    def recenter_sxx(self, sxx, sx, n, delta):
+        outer = sx[:, :, None] * delta[None, None, :]
+        return sxx + outer + outer.transpose(0, 2, 1) + n[:, None, None] * np.outer(delta, delta)[None]
+
+    def covariances(self, stats, m, reg_covar):
+        nk = _nk(stats)
+        d = stats.sx / nk[:, None]
+        dm = d[:, :, None] * m[:, None, :]
+        cov = stats.sxx / nk[:, None, None] - dm - dm.transpose(0, 2, 1) + m[:, :, None] * m[:, None, :]
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        idx = np.arange(cov.shape[1])
+        cov[:, idx, idx] += reg_covar
+        return cov
 
 
 class _Tied(_Full):
     name = "tied"
-    moment = "full"
 
     def compact_shape(self, K, D):
         return (D, D)
 
-    def from_moments(self, cov, n, reg_covar):
-        total = n.sum()
-        out = np.einsum("k,kij->ij", n, cov) / total
-        out[np.diag_indices_from(out)] += reg_covar
-        return out
+    def n_parameters(self, K, D):
+        return D * (D + 1) // 2
+
+    def check_precisions(self, precisions, K, D, name="precisions_init"):
+        precisions = _check_shape(precisions, (D, D), name)
+        _check_spd(precisions, name)
+        return precisions
 
     def precisions_cholesky(self, covariances, reg_covar):
         return _precision_cholesky_from_covariance(covariances, reg_covar)
@@ -259,37 +298,54 @@ class _Tied(_Full):
     def covariances_from_precisions(self, precisions):
         return linalg.inv(precisions)
 
-    def log_det_cholesky(self, pc, D):
-        return np.log(np.diag(pc)).sum()
-
-    def mahalanobis(self, X, means, pc):
-        out = np.empty((X.shape[0], means.shape[0]))
-        for k in range(means.shape[0]):
-            y = (X - means[k]) @ pc
-            out[:, k] = np.einsum("ij,ij->i", y, y)
-        return out
-
     def full_covariances(self, covariances, K, D):
         return np.broadcast_to(covariances, (K, D, D))
 
-    def n_parameters(self, K, D):
-        return D * (D + 1) // 2
+    def log_det_cholesky(self, pc, D):
+        return np.log(np.diag(pc)).sum()
 
-    def check_precisions(self, precisions, K, D, name="precisions_init"):
-        precisions = _check_shape(precisions, (D, D), name)
-        _check_spd(precisions, name)
-        return precisions
+    def mahalanobis(self, Xs, m, pc):
+        Y = Xs @ pc
+        b = m @ pc  # (K, D)
+        out = Y @ (-2.0 * b.T)
+        out += np.einsum("ij,ij->i", Y, Y)[:, None]
+        out += np.einsum("kj,kj->k", b, b)[None, :]
+        np.maximum(out, 0.0, out=out)
+        return out
+
+    def second_moments(self, Xs, W):
+        w = W.sum(axis=1)
+        return (Xs * w[:, None]).T @ Xs
+
+    def recenter_sxx(self, sxx, sx, n, delta):
+        s = sx.sum(axis=0)
+        outer = np.outer(s, delta)
+        return sxx + outer + outer.T + n.sum() * np.outer(delta, delta)
+
+    def covariances(self, stats, m, reg_covar):
+        nk = _nk(stats)
+        d = stats.sx / nk[:, None]
+        dm = np.einsum("k,ki,kj->ij", nk, d, m)
+        cov = (stats.sxx - dm - dm.T + np.einsum("k,ki,kj->ij", nk, m, m)) / nk.sum()
+        cov = 0.5 * (cov + cov.T)
+        cov[np.diag_indices_from(cov)] += reg_covar
+        return cov
 
 
 class _Diag(_CovarianceType):
     name = "diag"
-    moment = "diag"
 
     def compact_shape(self, K, D):
         return (K, D)
 
-    def from_moments(self, var, n, reg_covar):
-        return var + reg_covar
+    def n_parameters(self, K, D):
+        return K * D
+
+    def check_precisions(self, precisions, K, D, name="precisions_init"):
+        precisions = _check_shape(precisions, self.compact_shape(K, D), name)
+        if np.any(precisions <= 0):
+            raise ValueError(f"{name} must be positive")
+        return precisions
 
     def precisions_cholesky(self, covariances, reg_covar):
         scale = np.max(np.abs(covariances)) if covariances.size else 0.0
@@ -306,64 +362,67 @@ class _Diag(_CovarianceType):
     def covariances_from_precisions(self, precisions):
         return 1.0 / precisions
 
-    def log_det_cholesky(self, pc, D):
-        return np.log(pc).sum(axis=1)
-
-    def mahalanobis(self, X, means, pc):
-        out = np.empty((X.shape[0], means.shape[0]))
-        for k in range(means.shape[0]):
-            y = (X - means[k]) * pc[k]
-            out[:, k] = np.einsum("ij,ij->i", y, y)
-        return out
-
     def full_covariances(self, covariances, K, D):
         return np.stack([np.diag(c) for c in covariances])
 
-    def n_parameters(self, K, D):
-        return K * D
+    def log_det_cholesky(self, pc, D):
+        return np.log(pc).sum(axis=1)
 
-    def check_precisions(self, precisions, K, D, name="precisions_init"):
-        precisions = _check_shape(precisions, (K, D), name)
-        if np.any(precisions <= 0):
-            raise ValueError(f"{name} must be positive")
-        return precisions
+    def mahalanobis(self, Xs, m, pc):
+        P = pc**2  # (K, D)
+        out = (Xs * Xs) @ P.T
+        out -= Xs @ (2.0 * m * P).T
+        out += np.einsum("kd,kd->k", m * m, P)[None, :]
+        np.maximum(out, 0.0, out=out)
+        return out
 
-    check_covariances = check_precisions
+    def second_moments(self, Xs, W):
+        return W.T @ (Xs * Xs)
+
+    def recenter_sxx(self, sxx, sx, n, delta):
+        return sxx + 2.0 * sx * delta[None, :] + n[:, None] * (delta**2)[None, :]
+
+    def covariances(self, stats, m, reg_covar):
+        nk = _nk(stats)
+        d = stats.sx / nk[:, None]
+        return np.maximum(stats.sxx / nk[:, None] - 2.0 * d * m + m * m, 0.0) + reg_covar
 
 
 class _Spherical(_Diag):
     name = "spherical"
-    moment = "diag"
 
     def compact_shape(self, K, D):
         return (K,)
 
-    def from_moments(self, var, n, reg_covar):
-        return var.mean(axis=1) + reg_covar
-
-    def log_det_cholesky(self, pc, D):
-        return D * np.log(pc)
-
-    def mahalanobis(self, X, means, pc):
-        out = np.empty((X.shape[0], means.shape[0]))
-        for k in range(means.shape[0]):
-            y = X - means[k]
-            out[:, k] = np.einsum("ij,ij->i", y, y) * pc[k] ** 2
-        return out
+    def n_parameters(self, K, D):
+        return K
 
     def full_covariances(self, covariances, K, D):
         return covariances[:, None, None] * np.eye(D)[None]
 
-    def n_parameters(self, K, D):
-        return K
+    def log_det_cholesky(self, pc, D):
+        return D * np.log(pc)
 
-    def check_precisions(self, precisions, K, D, name="precisions_init"):
-        precisions = _check_shape(precisions, (K,), name)
-        if np.any(precisions <= 0):
-            raise ValueError(f"{name} must be positive")
-        return precisions
+    def mahalanobis(self, Xs, m, pc):
+        out = Xs @ (-2.0 * m.T)
+        out += np.einsum("ij,ij->i", Xs, Xs)[:, None]
+        out += np.einsum("kd,kd->k", m, m)[None, :]
+        np.maximum(out, 0.0, out=out)
+        out *= (pc**2)[None, :]
+        return out
 
-    check_covariances = check_precisions
+    def second_moments(self, Xs, W):
+        return W.T @ np.einsum("ij,ij->i", Xs, Xs)
+
+    def recenter_sxx(self, sxx, sx, n, delta):
+        return sxx + 2.0 * sx @ delta + n * (delta @ delta)
+
+    def covariances(self, stats, m, reg_covar):
+        nk = _nk(stats)
+        d = stats.sx / nk[:, None]
+        D = m.shape[1]
+        var = stats.sxx / nk - 2.0 * np.einsum("kd,kd->k", d, m) + np.einsum("kd,kd->k", m, m)
+        return np.maximum(var / D, 0.0) + reg_covar
 
 
 COVARIANCE_TYPES = {c.name: c for c in (_Full(), _Diag(), _Spherical(), _Tied())}
@@ -380,46 +439,42 @@ class GaussianEmission:
         Added to the diagonal of every covariance in the M-step.
     """
 
+    param_names = ("means", "covars")
+
     def __init__(self, n_components, covariance_type="full", reg_covar=1e-6):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.cov = COVARIANCE_TYPES[covariance_type]
         self.reg_covar = reg_covar
 
+    @staticmethod
+    def center_of(params):
+        """The centre (D,) statistics and densities are computed about: the mean of the means."""
+        return params.means.mean(axis=0)
+
     # -- E-step -----------------------------------------------------------------
     def log_likelihood(self, params, X):
         """``log N(x_n | mu_k, Sigma_k)`` as an (n, K) array."""
         D = X.shape[1]
-        maha = self.cov.mahalanobis(X, params.means, params.precisions_cholesky)
-        log_det = self.cov.log_det_cholesky(params.precisions_cholesky, D)
-        return -0.5 * (D * LOG_2PI + maha) + log_det
+        c = self.center_of(params)
+        maha = self.cov.mahalanobis(np.subtract(X, c, dtype=np.float64), params.means - c,
+                                    params.precisions_cholesky)
+        maha *= -0.5
+        maha += self.cov.log_det_cholesky(params.precisions_cholesky, D) - 0.5 * D * LOG_2PI
+        return maha
 
     def statistics(self, params, X, weights):
-        """Weighted moments of ``X`` (n, D) with weights (n, K) about the current means."""
-        return self.moments(X, weights, params.means)
+        """Weighted moments of ``X`` (n, D) with weights (n, K)."""
+        return self.moments(X, weights, self.center_of(params))
 
     def moments(self, X, weights, center):
-        """Weighted moments of ``X`` about ``center`` (K, D)."""
-        K = weights.shape[1]
-        D = X.shape[1]
+        """Weighted moments of ``X`` about ``center`` (D,)."""
         center = np.asarray(center, dtype=np.float64)
-        n = weights.sum(axis=0, dtype=np.float64)
-        sx = np.empty((K, D))
-        full = self.cov.moment == "full"
-        sxx = np.empty((K, D, D)) if full else np.empty((K, D))
-        for k in range(K):
-            w = weights[:, k]
-            xc = X - center[k]
-            sx[k] = w @ xc
-            if full:
-                sxx[k] = (xc * w[:, None]).T @ xc
-            else:
-                sxx[k] = w @ (xc * xc)
-        return GaussianStats(n=n, sx=sx, sxx=sxx, center=center)
+        Xs = np.subtract(X, center, dtype=np.float64)
+        return GaussianStats(n=weights.sum(axis=0, dtype=np.float64), sx=weights.T @ Xs,
+                             sxx=self.cov.second_moments(Xs, weights), center=center, kind=self.cov.name)
 
     # -- M-step -----------------------------------------------------------------
-    param_names = ("means", "covars")
-
     def m_step(self, stats, params=None, learn=None):
         """Means and covariances from statistics; raises ``ValueError`` naming ``reg_covar`` if singular.
 
@@ -428,25 +483,19 @@ class GaussianEmission:
         """
         learn_means = learn is None or "means" in learn
         learn_covars = learn is None or "covars" in learn
-        if not learn_means:
-            stats = stats.recentered(params.means)
-        nk = stats.n + 10 * np.finfo(np.float64).eps
-        d = stats.sx / nk[:, None] if learn_means else np.zeros_like(stats.sx)
-        means = stats.center + d
+        if learn_means:
+            m = stats.sx / _nk(stats)[:, None]
+            means = stats.center + m
+        else:
+            means = params.means
+            m = means - stats.center
         if not learn_covars:
             return self.params_from_covariances(means, params.covariances)
-        if stats.sxx.ndim == 3:
-            cov = stats.sxx / nk[:, None, None] - d[:, :, None] * d[:, None, :]
-            cov = 0.5 * (cov + cov.transpose(0, 2, 1))
-        else:
-            cov = np.maximum(stats.sxx / nk[:, None] - d * d, 0.0)
-        covariances = self.cov.from_moments(cov, nk, self.reg_covar)
-        return self.params_from_covariances(means, covariances)
+        return self.params_from_covariances(means, self.cov.covariances(stats, m, self.reg_covar))
 
     def init_params(self, X, resp):
         """Parameters from initial responsibilities (n, K): one M-step about the data mean."""
-        center = np.broadcast_to(X.mean(axis=0, dtype=np.float64), (resp.shape[1], X.shape[1]))
-        return self.m_step(self.moments(X, resp, center))
+        return self.m_step(self.moments(X, resp, X.mean(axis=0, dtype=np.float64)))
 
     def prepare(self, X, lengths=None):
         return X
@@ -478,7 +527,3 @@ class GaussianEmission:
     def n_parameters(self, n_features):
         K, D = self.n_components, n_features
         return K * D + self.cov.n_parameters(K, D)
-
-
-def replace(params, **changes):
-    return dataclasses.replace(params, **changes)

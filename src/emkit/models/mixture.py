@@ -156,7 +156,7 @@ class GaussianMixture(EMEstimator):
         else:
             labels = None
         emission = model.emission
-        center = np.broadcast_to(np.average(X, axis=0, weights=sw), (K, X.shape[1])).astype(np.float64)
+        center = np.average(X, axis=0, weights=sw).astype(np.float64)
 
         def one(Xc, swc, start):
             if labels is None:
