@@ -14,7 +14,10 @@ from ..data import chunk_rows, row_slices
 from ..em import map_chunks
 from ..exceptions import ConvergenceWarning
 from ..io import register
+from ..inference._kernels import lloyd_chunk
 from ..stats import Stats, reduce_stats
+
+_EMPTY = np.empty(0)
 
 
 @dataclass
@@ -57,30 +60,21 @@ def assign(X, centers, sample_weight=None):
 
 def _lloyd_stats(X, centers, c_sq, sample_weight, sl):
     Xc = X[sl]
-    d2 = _sq_distances(Xc, centers, c_sq)
-    labels = d2.argmin(axis=1)
-    dist = d2[np.arange(labels.size), labels]
+    G = Xc @ centers.T
     K, D = centers.shape
-    if sample_weight is None:
-        w = None
-        counts = np.bincount(labels, minlength=K).astype(np.float64)
-        inertia = float(dist.sum())
-    else:
-        w = sample_weight[sl]
-        counts = np.bincount(labels, weights=w, minlength=K)
-        inertia = float(w @ dist)
-    sums = np.empty((K, D))
-    for d in range(D):
-        col = Xc[:, d] if w is None else Xc[:, d] * w
-        sums[:, d] = np.bincount(labels, weights=col, minlength=K)
-    return labels, KMeansStats(counts=counts, sums=sums, inertia=inertia)
+    labels = np.empty(Xc.shape[0], dtype=np.int64)
+    sums = np.zeros((K, D))
+    counts = np.zeros(K)
+    sw = _EMPTY if sample_weight is None else sample_weight[sl]
+    inertia = lloyd_chunk(Xc, G, c_sq.astype(np.float64), sw, labels, sums, counts)
+    return labels, KMeansStats(counts=counts, sums=sums, inertia=float(inertia))
 
 
 def lloyd_step(X, centers, sample_weight=None, chunk_size=None):
     """One assignment + accumulation pass: labels (n,) and the summed :class:`KMeansStats`."""
     centers = np.asarray(centers, dtype=X.dtype)
     c_sq = np.einsum("ij,ij->i", centers, centers)
-    rows = chunk_rows(centers.shape[0], 4, chunk_size)
+    rows = chunk_rows(centers.shape[0], 8, chunk_size)
     parts = map_chunks(lambda sl: _lloyd_stats(X, centers, c_sq, sample_weight, sl),
                        [(sl,) for sl in row_slices(X.shape[0], rows)])
     labels = np.concatenate([p[0] for p in parts])
