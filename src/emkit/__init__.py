@@ -1,12 +1,14 @@
 """emkit: clusters and hidden states by expectation-maximisation."""
 
-from . import datasets
+from . import datasets, selection
 from .exceptions import ConvergenceWarning, NotFittedError
 from .io import load_model as load
 from .models.hmm import ARHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from .models.kmeans import KMeans
 from .models.mixture import GaussianMixture
+from .selection import align_to, match_states, select, state_stability
 
 __version__ = "0.1.0"
 
-__all__ = ["ARHMM", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture", "KMeans", "NotFittedError", "__version__", "datasets", "load"]
+__all__ = ["ARHMM", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture", "KMeans", "NotFittedError", "__version__", "align_to", "datasets",
+           "load", "match_states", "select", "selection", "state_stability"]
