@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.special import entr
 
 from ._validation import check_array, check_float, check_int, check_lengths, check_random_state
@@ -618,6 +617,8 @@ def match_states(reference, other):
     """
     _check_pair(reference, other)
     db = bhattacharyya_matrix(reference, other)
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize is slow to import
+
     rows, cols = linear_sum_assignment(db)
     perm = np.empty(db.shape[0], dtype=np.int64)
     perm[rows] = cols

@@ -33,6 +33,15 @@ _TINY = 1e-290
 
 _NEG_INF = -np.inf
 
+# Frame probabilities below exp(_EXP_FLOOR) relative to the step's best state
+# are flushed to zero in the scaled recursions ("flagged" rows).  The dropped
+# mass is at most exp(_EXP_FLOOR) / c_t of the filtered distribution at that
+# step (c_t: the step's normaliser), and at most that divided by Z_t of the
+# posterior (Z_t: the backward normaliser).  Sequences where this bound is not
+# negligible are recomputed in log space:
+_FLAG_MIN_C = 1e-30  # forward: flagged row with c_t below this
+_FLAG_MIN_CZ = 1e-288  # forward-backward: flagged row with c_t * Z_t below this
+
 
 # ---------------------------------------------------------------------------
 # small helpers
@@ -157,11 +166,12 @@ _CHUNK = 128
 
 
 @njit(cache=True, nogil=True)
-def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, compute_max):
+def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, compute_max):
     """E[(t - c0) * K + k] = exp(ll[t, k] - mx[t]) for t in [c0, c1).
 
     With ``compute_max`` the row maxima are computed and stored in ``mx``;
-    returns False if some row is entirely -inf.
+    returns False if some row is entirely -inf.  FL[t - c0] is True when
+    some finite entry of row t was flushed to zero.
     """
     K = ll.shape[1]
     n = 0
@@ -173,9 +183,13 @@ def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, compute_max):
             mx[t] = m
         else:
             m = mx[t]
+        flag = False
         for k in range(K):
-            X[n] = np.float64(ll[t, k]) - m
+            v = np.float64(ll[t, k]) - m
+            X[n] = v
+            flag |= (v < _EXP_FLOOR) & (v > _NEG_INF)
             n += 1
+        FL[t - c0] = flag
     _vexp(X, E, EB, n)
     return True
 
@@ -186,10 +200,11 @@ def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, compute_max):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, vp):
+def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, vp):
     """Scaled forward pass over ll[a:b].
 
-    out[t] <- alpha_hat_t = p(z_t | x_a..x_t), mx[t] <- max_k ll[t, k].
+    out[t] <- alpha_hat_t = p(z_t | x_a..x_t), mx[t] <- max_k ll[t, k],
+    cs[t] <- c_t (the normaliser of step t).
     Returns (ok, log_likelihood).  ``ok`` is False when some normaliser is
     below _TINY (or a step is impossible for every state): the caller must
     then use the exact log-space path.
@@ -205,7 +220,7 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, vp):
     inv = 1.0
     for c0 in range(a, b, _CHUNK):
         c1 = min(c0 + _CHUNK, b)
-        if not _chunk_frameprob(ll, c0, c1, mx, X, E, EB, True):
+        if not _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, True):
             return False, 0.0
         for t in range(c0, c1):
             base = (t - c0) * K
@@ -213,11 +228,24 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, vp):
                 for k in range(K):
                     u[k] = pi[k]
             else:
-                for j in range(K):
-                    acc = 0.0
+                # u = (vp @ A) / c_{t-1}; two output states per pass so that
+                # every vp[i] load feeds two FMAs
+                j = 0
+                while j + 1 < K:
+                    acc0 = 0.0
+                    acc1 = 0.0
                     for i in range(K):
-                        acc += AT[j, i] * vp[i]
-                    u[j] = acc * inv
+                        x = vp[i]
+                        acc0 += AT[j, i] * x
+                        acc1 += AT[j + 1, i] * x
+                    u[j] = acc0 * inv
+                    u[j + 1] = acc1 * inv
+                    j += 2
+                if j < K:
+                    acc0 = 0.0
+                    for i in range(K):
+                        acc0 += AT[j, i] * vp[i]
+                    u[j] = acc0 * inv
             c = 0.0
             for k in range(K):
                 v = u[k] * E[base + k]
@@ -225,6 +253,9 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, vp):
                 c += v
             if not (c >= _TINY):
                 return False, 0.0
+            if FL[t - c0] and c < _FLAG_MIN_C:
+                return False, 0.0
+            cs[t] = c
             inv = 1.0 / c
             for k in range(K):
                 out[t, k] = vp[k] * inv
@@ -254,7 +285,7 @@ def _acc_outer_chunk(S, P, Q, lo, hi):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w):
+def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, u, bu, w):
     """Scaled forward-backward for the sequence ll[a:b].
 
     Writes posteriors to post[a:b] and adds sum_t outer(alpha_t / Z_t, w_{t+1})
@@ -269,7 +300,7 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w
     buffered per chunk (P, Q) and reduced with vectorised dot products.
     """
     K = A.shape[0]
-    ok, loglik = _forward_scaled(pi, AT, ll, a, b, post, mx, X, E, EB, u, w)
+    ok, loglik = _forward_scaled(pi, AT, ll, a, b, post, mx, cs, X, E, EB, FL, u, w)
     if not ok:
         return False, 0.0
     # gamma_{b-1} = alpha_hat_{b-1} is already in post[b - 1].
@@ -278,7 +309,7 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w
     last_c0 = a + ((b - 1 - a) // _CHUNK) * _CHUNK
     for c0 in range(last_c0, a - 1, -_CHUNK):
         c1 = min(c0 + _CHUNK, b)
-        _chunk_frameprob(ll, c0, c1, mx, X, E, EB, False)
+        _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, False)
         hi = c1 - c0
         for t in range(c1 - 1, c0 - 1, -1):
             base = (t - c0) * K
@@ -288,17 +319,32 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w
                     w[k] = E[base + k]
                 hi = col
                 continue
+            # bu = A w_{t+1}, two states per pass (see _forward_scaled)
+            i = 0
+            while i + 1 < K:
+                acc0 = 0.0
+                acc1 = 0.0
+                for j in range(K):
+                    x = w[j]
+                    acc0 += A[i, j] * x
+                    acc1 += A[i + 1, j] * x
+                bu[i] = acc0 * scale
+                bu[i + 1] = acc1 * scale
+                i += 2
+            if i < K:
+                acc0 = 0.0
+                for j in range(K):
+                    acc0 += A[i, j] * w[j]
+                bu[i] = acc0 * scale
             bmax = 0.0
             Z = 0.0
             for i in range(K):
-                acc = 0.0
-                for j in range(K):
-                    acc += A[i, j] * w[j]
-                v = acc * scale
-                bu[i] = v
+                v = bu[i]
                 bmax = max(bmax, v)
                 Z += post[t, i] * v
             if not (Z >= _TINY):
+                return False, 0.0
+            if FL[col] and cs[t] * Z < _FLAG_MIN_CZ:
                 return False, 0.0
             invZ = 1.0 / Z
             for j in range(K):
@@ -377,6 +423,7 @@ def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts
     nb = block_starts.shape[0] - 1
     post = np.empty((T, K), dtype=np.float64)
     mx = np.empty(T, dtype=np.float64)
+    cs = np.empty(T, dtype=np.float64)
     seq_ll = np.zeros(n_seq, dtype=np.float64)
     S_blk = np.zeros((nb, K, K), dtype=np.float64)
     X_blk = np.zeros((nb, K, K), dtype=np.float64)
@@ -390,6 +437,7 @@ def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
+        FL = np.empty(_CHUNK, dtype=np.bool_)
         P = np.empty((K, _CHUNK), dtype=np.float64)
         Q = np.empty((K, _CHUNK), dtype=np.float64)
         S = S_blk[blk]
@@ -405,7 +453,7 @@ def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts
             if not force_log:
                 Sseq[:, :] = 0.0
                 ok, lp = _fb_seq_scaled(
-                    pi, A, AT, ll, a, b, post, mx, Sseq, X, E, EB, P, Q, u, bu, w
+                    pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, u, bu, w
                 )
                 if ok:
                     for i in range(K):
@@ -477,6 +525,7 @@ def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
     nb = block_starts.shape[0] - 1
     out = np.empty((T, K), dtype=np.float64)
     mx = np.empty(T, dtype=np.float64)
+    cs = np.empty(T, dtype=np.float64)
     seq_ll = np.zeros(n_seq, dtype=np.float64)
     for blk in prange(nb):
         u = np.empty(K, dtype=np.float64)
@@ -484,6 +533,7 @@ def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
+        FL = np.empty(_CHUNK, dtype=np.bool_)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -492,7 +542,7 @@ def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _forward_scaled(pi, AT, ll, a, b, out, mx, X, E, EB, u, la)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, la)
             if not ok:
                 lp = _filter_seq_log(logpi, logA, ll, a, b, out, la, u, False)
             seq_ll[s] = lp
@@ -531,19 +581,10 @@ def viterbi_kernel(logpi, logAT, ll, seq_starts, block_starts):
                 delta[a, k] = logpi[k] + np.float64(ll[a, k])
             for t in range(a + 1, b):
                 for j in range(K):
-                    # two independent max chains (max is exact, so the
-                    # result does not depend on the order)
-                    b0 = _NEG_INF
-                    b1 = _NEG_INF
-                    for i in range(0, K - 1, 2):
-                        v0 = delta[t - 1, i] + logAT[j, i]
-                        v1 = delta[t - 1, i + 1] + logAT[j, i + 1]
-                        b0 = v0 if v0 > b0 else b0
-                        b1 = v1 if v1 > b1 else b1
-                    if K & 1:
-                        v0 = delta[t - 1, K - 1] + logAT[j, K - 1]
-                        b0 = v0 if v0 > b0 else b0
-                    best = b0 if b0 > b1 else b1
+                    best = _NEG_INF
+                    for i in range(K):
+                        v = delta[t - 1, i] + logAT[j, i]
+                        best = v if v > best else best
                     delta[t, j] = best + np.float64(ll[t, j])
             best = _NEG_INF
             arg = 0
@@ -635,6 +676,7 @@ def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, forc
     nb = block_starts.shape[0] - 1
     fwd = np.empty((T, K), dtype=np.float64)
     mx = np.empty(T, dtype=np.float64)
+    cs = np.empty(T, dtype=np.float64)
     path = np.empty(T, dtype=np.int64)
     seq_ll = np.zeros(n_seq, dtype=np.float64)
     for blk in prange(nb):
@@ -644,6 +686,7 @@ def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, forc
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
+        FL = np.empty(_CHUNK, dtype=np.bool_)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -652,7 +695,7 @@ def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, forc
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _forward_scaled(pi, AT, ll, a, b, fwd, mx, X, E, EB, u, la)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, fwd, mx, cs, X, E, EB, FL, u, la)
                 if ok:
                     ok = _ffbs_seq_scaled(A, a, b, fwd, unif, path, wts)
             if not ok:
