@@ -11,22 +11,24 @@ The driver knows nothing about mixtures or Markov chains.  It needs a *model*
     the quantity EM increases, per sample (mean log-likelihood, plus the log prior
     divided by the number of samples for MAP EM),
 
-and a callable ``chunks()`` returning an iterable of chunk argument tuples.
-Chunks are processed by a small thread pool (numpy and the compiled kernels
-release the GIL) and their statistics are summed in chunk order, so the result
-does not depend on the number of threads.
+and a *source* of data (:mod:`emkit.sources`) whose ``expectation(model, params)``
+sums the E-step statistics over its chunks.  Local chunks are processed by a small
+thread pool (numpy and the compiled kernels release the GIL) and their statistics
+are summed in chunk order, so the result does not depend on the number of threads;
+Dask sources compute them on the workers.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .stats import reduce_stats
 
 _POOL = None
 _POOL_SIZE = None
@@ -52,27 +54,38 @@ def _pool():
 def map_chunks(func, chunks):
     """``[func(*chunk) for chunk in chunks]`` in order, run on the thread pool.
 
-    While chunks run in parallel, BLAS is limited to one thread per chunk so that the
-    threads do not oversubscribe the cores.
+    ``chunks`` may be a lazy iterable (a file read chunk by chunk): at most two chunks per
+    thread are in flight, so memory stays bounded.  While chunks run in parallel, BLAS is
+    limited to one thread per chunk so that the threads do not oversubscribe the cores.
     """
-    chunks = list(chunks) if not isinstance(chunks, list) else chunks
-    if len(chunks) <= 1 or n_threads() == 1:
+    threads = n_threads()
+    if threads == 1:
         return [func(*c) for c in chunks]
+    it = iter(chunks)
+    first = next(it, None)
+    if first is None:
+        return []
+    second = next(it, None)
+    if second is None:
+        return [func(*first)]
     from threadpoolctl import threadpool_limits
 
+    pool = _pool()
+    results = []
+    pending = deque()
     with threadpool_limits(limits=1, user_api="blas"):
-        return list(_pool().map(lambda c: func(*c), chunks))
+        for c in itertools.chain((first, second), it):
+            pending.append(pool.submit(func, *c))
+            if len(pending) >= 2 * threads:
+                results.append(pending.popleft().result())
+        while pending:
+            results.append(pending.popleft().result())
+    return results
 
 
-def expectation(model, params, chunks):
-    """Sum of ``model.e_step(params, *chunk)`` over all chunks, in chunk order.
-
-    Models whose E-step is already parallel inside (``parallel_chunks = False``, e.g. the
-    compiled forward-backward) get their chunks one after the other.
-    """
-    if getattr(model, "parallel_chunks", True):
-        return reduce_stats(map_chunks(lambda *c: model.e_step(params, *c), chunks()))
-    return reduce_stats(model.e_step(params, *c) for c in chunks())
+def expectation(model, params, source):
+    """Sum of the E-step statistics over every chunk of ``source``."""
+    return source.expectation(model, params)
 
 
 @dataclass
@@ -89,7 +102,7 @@ class EMResult:
         return self.lower_bounds[-1] if self.lower_bounds else -np.inf
 
 
-def run_em(model, params, chunks, *, tol, max_iter, verbose=0, callback=None, init_index=0, start_lower_bound=-np.inf):
+def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, init_index=0, start_lower_bound=-np.inf):
     """Run EM from ``params``.
 
     Each iteration runs an E-step with the current parameters (its objective is
@@ -106,7 +119,7 @@ def run_em(model, params, chunks, *, tol, max_iter, verbose=0, callback=None, in
     lower = start_lower_bound
     t0 = time.perf_counter()
     for it in range(1, max_iter + 1):
-        stats = expectation(model, params, chunks)
+        stats = source.expectation(model, params)
         new_lower = model.objective(stats, params)
         params = model.m_step(stats, params)
         change = new_lower - lower
@@ -124,3 +137,12 @@ def run_em(model, params, chunks, *, tol, max_iter, verbose=0, callback=None, in
             result.converged = True
             break
     return result
+
+
+def expectation_local_chunks(model, params, X, sample_weight, rows):
+    """Sequential E-step over one in-memory block, in chunks of ``rows`` (used on Dask workers)."""
+    from .sources import ArraySource
+    from .stats import reduce_stats
+
+    src = ArraySource(X, sample_weight, rows)
+    return reduce_stats(model.e_step(params, *c) for c in src.chunks())

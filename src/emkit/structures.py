@@ -153,7 +153,8 @@ class MarkovChain:
     def frame_loglik(self, params, data):
         return self.emission.log_likelihood(params.emission, data)
 
-    def e_step(self, params, data, lengths):
+    def e_step(self, params, X, lengths):
+        data = self.emission.prepare(X, lengths)
         frame = self.frame_loglik(params, data)
         post = forward_backward(params.startprob, params.transmat, frame, lengths)
         if not np.isfinite(post.log_likelihood):

@@ -155,8 +155,8 @@ class AREmission:
         pc = np.stack([_precision_cholesky_from_covariance(c, self.reg_covar) for c in covars])
         return ARParams(coefs=coefs, intercepts=intercepts, covars=covars, precisions_cholesky=pc)
 
-    def init_params(self, data, resp):
-        return self.m_step(self.statistics(None, data, resp))
+    def init_params(self, stats):
+        return self.m_step(stats)
 
     def params_from(self, coefs, intercepts, covars):
         covars = np.asarray(covars, dtype=np.float64)

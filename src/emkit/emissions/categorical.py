@@ -65,8 +65,8 @@ class CategoricalEmission:
             prob = np.where(sums > 0, c / np.where(sums > 0, sums, 1.0), 1.0 / self.n_symbols)
         return CategoricalParams(emissionprob=prob)
 
-    def init_params(self, symbols, resp):
-        return self.m_step(self.statistics(None, symbols, resp))
+    def init_params(self, stats):
+        return self.m_step(stats)
 
     def log_prior(self, params):
         a = np.asarray(self.emissionprob_prior, dtype=np.float64) - 1.0

@@ -464,8 +464,9 @@ class GaussianEmission:
         return maha
 
     def statistics(self, params, X, weights):
-        """Weighted moments of ``X`` (n, D) with weights (n, K)."""
-        return self.moments(X, weights, self.center_of(params))
+        """Weighted moments of ``X`` (n, D) with weights (n, K) (about the chunk mean if ``params`` is None)."""
+        center = X.mean(axis=0, dtype=np.float64) if params is None else self.center_of(params)
+        return self.moments(X, weights, center)
 
     def moments(self, X, weights, center):
         """Weighted moments of ``X`` about ``center`` (D,)."""
@@ -493,9 +494,9 @@ class GaussianEmission:
             return self.params_from_covariances(means, params.covariances)
         return self.params_from_covariances(means, self.cov.covariances(stats, m, self.reg_covar))
 
-    def init_params(self, X, resp):
-        """Parameters from initial responsibilities (n, K): one M-step about the data mean."""
-        return self.m_step(self.moments(X, resp, X.mean(axis=0, dtype=np.float64)))
+    def init_params(self, stats):
+        """Initial parameters from statistics of initial responsibilities (``statistics(None, ...)``)."""
+        return self.m_step(stats)
 
     def prepare(self, X, lengths=None):
         return X

@@ -69,11 +69,11 @@ class PoissonEmission:
         lam = (self.lambdas_prior + stats.sx) / np.maximum(denom, 1e-300)
         return PoissonParams(lambdas=lam)
 
-    def init_params(self, X, resp):
-        params = self.m_step(self.statistics(None, X, resp))
+    def init_params(self, stats):
+        params = self.m_step(stats)
         # keep every rate positive at the start so no count is impossible
-        floor = max(1e-3, 1e-3 * float(np.mean(X)))
-        return PoissonParams(lambdas=np.maximum(params.lambdas, floor))
+        mean = float(stats.sx.sum() / max(stats.n.sum(), 1e-300) / stats.sx.shape[1])
+        return PoissonParams(lambdas=np.maximum(params.lambdas, max(1e-3, 1e-3 * mean)))
 
     def log_prior(self, params):
         a, b = self.lambdas_prior, self.lambdas_weight

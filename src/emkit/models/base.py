@@ -16,8 +16,9 @@ from ..exceptions import ConvergenceWarning
 class EMEstimator(BaseEstimator):
     """Base of estimators fitted by :func:`emkit.em.run_em`.
 
-    Subclasses provide ``_em_model()`` (latent structure x emission), ``_init_params(data, rng)``,
-    ``_params_from_attributes()``, ``_set_attributes(params)`` and ``_chunks(data)``.
+    Subclasses provide ``_em_model()`` (latent structure x emission), ``_init_params(source, rng)``,
+    ``_params_from_attributes()`` and ``_set_attributes(params)``; the data arrives as a source
+    (:mod:`emkit.sources`).
     """
 
     def _check_common(self):
@@ -27,20 +28,19 @@ class EMEstimator(BaseEstimator):
         check_int(self.n_init, "n_init", minimum=1)
         check_int(self.verbose, "verbose", minimum=0)
 
-    def _run_restarts(self, data, callback=None):
+    def _run_restarts(self, source, callback=None):
         """Run ``n_init`` EM runs (or one warm-started run) and keep the best."""
         rng = check_random_state(self.random_state)
         warm = bool(getattr(self, "warm_start", False)) and getattr(self, "converged_", None) is not None
         n_init = 1 if warm else self.n_init
         model = self._em_model()
-        chunks = self._chunks(data)
         best = None
         runs = []
         for i in range(n_init):
-            params = self._params_from_attributes() if warm else self._init_params(data, rng)
+            params = self._params_from_attributes() if warm else self._init_params(source, rng)
             if self.verbose:
                 print(f"Initialization {i + 1}")
-            result = run_em(model, params, chunks, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
+            result = run_em(model, params, source, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
                             callback=callback, init_index=i,
                             start_lower_bound=self.lower_bound_ if warm else -np.inf)
             if self.verbose:

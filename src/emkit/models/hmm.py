@@ -18,12 +18,15 @@ from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
 from ..emissions.poisson import PoissonEmission, PoissonParams
 from ..inference import hmm as inference
 from ..io import register
+from ..sources import DaskSequenceSource, SequenceSource, is_dask_array
 from ..structures import HMMParams, MarkovChain
 from .base import EMEstimator
 from .kmeans import assign, kmeans_plusplus
 
 #: Frames per E-step chunk (chunks hold whole sequences).
 HMM_CHUNK_FRAMES = 1 << 17
+#: Frames sampled for the k-means++ seeding of the emissions.
+INIT_SAMPLE_FRAMES = 200_000
 DECODE_ALGORITHMS = ("viterbi", "map")
 
 
@@ -38,24 +41,6 @@ def as_sequences(X, lengths=None, name="X"):
                 raise ValueError(f"{name}: every sequence must have at least one row; got an empty one")
             X = np.concatenate(arrays, axis=0)
     return X, lengths
-
-
-def _sequence_chunks(lengths, frames=HMM_CHUNK_FRAMES):
-    """Group consecutive sequences into chunks of about ``frames`` frames: list of (start, stop, lengths)."""
-    out = []
-    start = 0
-    i = 0
-    n = len(lengths)
-    while i < n:
-        j = i
-        total = 0
-        while j < n and (total == 0 or total + lengths[j] <= frames):
-            total += int(lengths[j])
-            j += 1
-        out.append((start, start + total, lengths[i:j]))
-        start += total
-        i = j
-    return out
 
 
 class BaseHMM(EMEstimator):
@@ -105,11 +90,15 @@ class BaseHMM(EMEstimator):
         lengths = check_lengths(lengths, X.shape[0])
         return X, lengths
 
-    def _chunks(self, data):
-        X, lengths = data
-        emission = self._make_emission(X.shape[1])
-        items = [(emission.prepare(X[a:b], lens), lens) for a, b, lens in _sequence_chunks(lengths)]
-        return lambda: items
+    def _source(self, X, lengths):
+        """A sequence source for ``X`` (array, memory map, list of arrays, or dask array) and ``lengths``."""
+        if is_dask_array(X):
+            if X.ndim != 2:
+                raise ValueError(f"X must be a 2-D dask array; got {X.ndim}-D")
+            lengths = check_lengths(lengths, X.shape[0])
+            return DaskSequenceSource(X, lengths, HMM_CHUNK_FRAMES)
+        X, lengths = self._prepare(X, lengths)
+        return SequenceSource(X, lengths, HMM_CHUNK_FRAMES)
 
     # -- EM hooks ------------------------------------------------------------------------------------
     def _em_model(self):
@@ -117,37 +106,41 @@ class BaseHMM(EMEstimator):
         return MarkovChain(self._make_emission(self._n_features), self.startprob_prior, self.transmat_prior,
                            self.kappa, learn)
 
-    def _init_labels(self, X, rng):
-        """Initial hard states from k-means++ centres (None if the family has no such seeding)."""
-        centers = kmeans_plusplus(X, self.n_components, rng)[0]
-        return assign(X, centers)[0]
+    #: Whether the emissions are seeded from k-means++ centres (else drawn at random).
+    _kmeans_seeded = True
 
-    def _init_params(self, data, rng):
-        X, lengths = data
+    def _init_params(self, source, rng):
+        """k-means++ seeding on a sample of frames, then one chunked pass: hard states give the
+        emission parameters and the start/transition counts."""
         K = self.n_components
-        emission = self._make_emission(X.shape[1])
-        labels = self._init_labels(X, rng)
-        if labels is not None:
-            resp = np.zeros((X.shape[0], K))
-            resp[np.arange(X.shape[0]), labels] = 1.0
-            eparams = emission.init_params(emission.prepare(X, lengths), resp)
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            startprob = np.bincount(labels[starts], minlength=K) + 1.0
-            same_seq = np.ones(X.shape[0] - 1, dtype=bool)
-            same_seq[np.cumsum(lengths)[:-1] - 1] = False
-            trans = np.ones((K, K))
-            np.add.at(trans, (labels[:-1][same_seq], labels[1:][same_seq]), 1.0)
+        emission = self._make_emission(source.n_features)
+        if not self._kmeans_seeded:
+            eparams = self._random_emission_params(rng)
+            startprob, trans = np.ones(K), np.ones((K, K))
         else:
-            eparams = self._random_emission_params(X, rng)
-            startprob = np.ones(K)
-            trans = np.ones((K, K))
+            sample = source.sample(INIT_SAMPLE_FRAMES, rng)
+            centers = kmeans_plusplus(sample, K, rng)[0]
+            stats = None
+            startprob, trans = np.ones(K), np.ones((K, K))
+            for Xc, lens in source.chunks():
+                labels = assign(np.asarray(Xc, dtype=np.float64), centers)[0]
+                resp = np.zeros((Xc.shape[0], K))
+                resp[np.arange(Xc.shape[0]), labels] = 1.0
+                part = emission.statistics(None, emission.prepare(Xc, lens), resp)
+                stats = part if stats is None else stats + part
+                ends = np.cumsum(lens)
+                startprob += np.bincount(labels[ends - lens], minlength=K)
+                same_seq = np.ones(Xc.shape[0] - 1, dtype=bool)
+                same_seq[ends[:-1] - 1] = False
+                np.add.at(trans, (labels[:-1][same_seq], labels[1:][same_seq]), 1.0)
+            eparams = emission.init_params(stats)
         startprob = startprob / startprob.sum()
         transmat = trans / trans.sum(axis=1, keepdims=True)
         if self.startprob_init is not None:
             startprob = check_probability_vector(self.startprob_init, "startprob_init", K)
         if self.transmat_init is not None:
             transmat = check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
-        eparams = self._apply_emission_inits(eparams, X.shape[1])
+        eparams = self._apply_emission_inits(eparams, source.n_features)
         return HMMParams(startprob=startprob, transmat=transmat, emission=eparams)
 
     def _set_attributes(self, params):
@@ -223,23 +216,23 @@ class BaseHMM(EMEstimator):
             Called after every iteration with a dict (see :func:`emkit.em.run_em`).
         """
         self._check_hmm_parameters()
-        X, lengths = self._prepare(X, lengths)
-        if X.shape[0] < self.n_components and self._init_labels is not None:
+        source = self._source(X, lengths)
+        if source.n_rows < self.n_components and self._kmeans_seeded:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                             f"n_samples = {X.shape[0]}")
-        self._check_inits(X)
-        self._n_features = X.shape[1]
-        self.n_features_in_ = X.shape[1]
-        self._run_restarts((X, lengths), callback)
+                             f"n_samples = {source.n_rows}")
+        self._check_inits(source.n_features)
+        self._n_features = source.n_features
+        self.n_features_in_ = source.n_features
+        self._run_restarts(source, callback)
         return self
 
-    def _check_inits(self, X):
+    def _check_inits(self, n_features):
         K = self.n_components
         if self.startprob_init is not None:
             check_probability_vector(self.startprob_init, "startprob_init", K)
         if self.transmat_init is not None:
             check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
-        self._apply_emission_inits(None, X.shape[1], check_only=True)
+        self._apply_emission_inits(None, n_features, check_only=True)
 
     def _frame_loglik(self, X, lengths, params):
         emission = self._make_emission(X.shape[1])
@@ -507,15 +500,18 @@ class CategoricalHMM(BaseHMM):
     def fit(self, X, lengths=None, callback=None):
         if self.n_features is not None:
             check_int(self.n_features, "n_features", minimum=1)
-        Xc, _ = as_sequences(X, lengths)
-        Xc = check_array(Xc, "X", dtype="int")
-        self._fitted_n_symbols = self.n_features or int(Xc.max()) + 1
+        if self.n_features is not None:
+            self._fitted_n_symbols = self.n_features
+        elif is_dask_array(X):
+            self._fitted_n_symbols = int(X.max().compute()) + 1
+        else:
+            Xc, _ = as_sequences(X, lengths)
+            self._fitted_n_symbols = int(check_array(Xc, "X", dtype="int").max()) + 1
         return super().fit(X, lengths, callback)
 
-    def _init_labels(self, X, rng):
-        return None
+    _kmeans_seeded = False
 
-    def _random_emission_params(self, X, rng):
+    def _random_emission_params(self, rng):
         return CategoricalParams(emissionprob=rng.dirichlet(np.ones(self._n_symbols()), size=self.n_components))
 
     def _apply_emission_inits(self, eparams, D, check_only=False):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
 
-from .._validation import (check_array, check_choice, check_float, check_n_features, check_random_state,
-                           check_sample_weight)
+from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
+                           check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
 from ..em import map_chunks
 from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
 from ..exceptions import ConvergenceWarning
 from ..io import register
+from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
 from ..structures import Mixture, MixtureParams
 from .base import EMEstimator
 from .kmeans import KMeans, assign, kmeans_plusplus
@@ -65,6 +67,9 @@ class GaussianMixture(EMEstimator):
         Accepted for scikit-learn compatibility.
     chunk_size : int, optional
         Rows per E-step chunk (memory beyond the data is O(chunk_size x K)).
+    init_sample_size : int, default=500_000
+        Initialisation (k-means, k-means++, ...) looks at a uniform random sample of at most
+        this many rows; EM itself always uses every row.
 
     Attributes
     ----------
@@ -87,7 +92,8 @@ class GaussianMixture(EMEstimator):
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
-                 random_state=None, warm_start=False, verbose=0, verbose_interval=10, chunk_size=None):
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10, chunk_size=None,
+                 init_sample_size=500_000):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -103,17 +109,20 @@ class GaussianMixture(EMEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
+        self.init_sample_size = init_sample_size
 
     # -- validation -------------------------------------------------------------------
-    def _check_parameters(self, X):
+    def _check_parameters(self, source):
         self._check_common()
+        check_int(self.init_sample_size, "init_sample_size", minimum=1)
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_float(self.reg_covar, "reg_covar", minimum=0.0)
         check_choice(self.init_params, "init_params", INIT_PARAMS)
-        K, D = self.n_components, X.shape[1]
-        if X.shape[0] < K:
+        K, D = self.n_components, source.n_features
+        n_rows = getattr(source, "n_rows", None)
+        if n_rows is not None and n_rows < K:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, "
-                             f"n_samples = {X.shape[0]}")
+                             f"n_samples = {n_rows}")
         if self.weights_init is not None:
             w = check_array(self.weights_init, "weights_init", ndim=1).astype(np.float64)
             if w.shape != (K,):
@@ -132,13 +141,6 @@ class GaussianMixture(EMEstimator):
     # -- EM hooks -------------------------------------------------------------------------
     def _em_model(self):
         return Mixture(GaussianEmission(self.n_components, self.covariance_type, self.reg_covar))
-
-    def _chunks(self, data):
-        X, sw = data
-        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
-        slices = row_slices(X.shape[0], rows)
-        items = [(X[s], None if sw is None else sw[s]) for s in slices]
-        return lambda: items
 
     def _init_resp_stats(self, X, sw, rng, model):
         """Initial parameters from initial responsibilities (scikit-learn's scheme)."""
@@ -178,8 +180,8 @@ class GaussianMixture(EMEstimator):
         weights = nk + 10 * np.finfo(np.float64).eps
         return weights / weights.sum(), emission.m_step(stats)
 
-    def _init_params(self, data, rng):
-        X, sw = data
+    def _init_params(self, source, rng):
+        X, sw = source.sample(self.init_sample_size, rng)
         model = self._em_model()
         emission = model.emission
         needs_resp = self.weights_init is None or self.means_init is None or self.precisions_init is None
@@ -217,7 +219,12 @@ class GaussianMixture(EMEstimator):
 
         Parameters
         ----------
-        X : array-like (n, D)
+        X : array-like (n, D), memory map, file path, table source or dask array
+            In-memory data; or data larger than memory: a memory map
+            (``np.load(path, mmap_mode="r")``), a path to a ``.npy``/CSV/Parquet/HDF5 file, or
+            :func:`emkit.open_table` (column selection) -- read chunk by chunk on every EM
+            iteration, never whole; or a ``dask.array`` -- statistics are computed on the
+            Dask workers and only parameters and statistics travel.
         sample_weight : array-like (n,), optional
             Non-negative weights: a row of weight 2 counts like two copies of it.
         callback : callable, optional
@@ -227,21 +234,45 @@ class GaussianMixture(EMEstimator):
         self._fit(X, sample_weight, callback)
         return self
 
-    def _fit(self, X, sample_weight, callback):
+    def _source(self, X, sample_weight):
+        """A data source for ``X``: an array, memory map, file path, opened table or dask array."""
+        rows = chunk_rows(self.n_components, self._n_features_hint(X), self.chunk_size)
+        if isinstance(X, (str, os.PathLike)):
+            if sample_weight is not None:
+                raise ValueError("sample_weight cannot be combined with a file path; weight the rows in memory")
+            X = open_table(X)
+        if isinstance(X, (ArraySource, TableSource)):
+            X.rows = rows
+            return X
+        if is_dask_array(X):
+            return DaskSource(X, sample_weight, rows=rows)
         X = check_array(X, "X", min_samples=1)
-        self._check_parameters(X)
         sw = check_sample_weight(sample_weight, X.shape[0])
-        if not _n_distinct_at_least(X, self.n_components):
+        return ArraySource(X, sw, rows)
+
+    @staticmethod
+    def _n_features_hint(X):
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 2:
+            return int(shape[1])
+        n = getattr(X, "n_features", None)
+        return int(n) if n is not None else 1
+
+    def _fit(self, X, sample_weight, callback):
+        source = self._source(X, sample_weight)
+        self._check_parameters(source)
+        sample, _ = source.sample(self.init_sample_size, np.random.default_rng(0))
+        if not _n_distinct_at_least(sample, self.n_components):
             warnings.warn(f"X has fewer distinct points than n_components={self.n_components}; some components "
                           "will be duplicates", ConvergenceWarning, stacklevel=3)
-        self.n_features_in_ = X.shape[1]
-        model = self._run_restarts((X, sw), callback)
-        return X, model
+        self.n_features_in_ = source.n_features
+        model = self._run_restarts(source, callback)
+        return source, model
 
     def fit_predict(self, X, y=None, sample_weight=None, callback=None):
         """Fit and return the labels of ``X`` under the fitted model (equal to ``fit(X).predict(X)``)."""
-        X, _ = self._fit(X, sample_weight, callback)
-        return self._log_resp(X)[1].argmax(axis=1)
+        source, _ = self._fit(X, sample_weight, callback)
+        return np.concatenate([self._log_resp(Xc)[1].argmax(axis=1) for Xc, _ in source.chunks()])
 
     def _fitted_params(self):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
