@@ -71,7 +71,7 @@ def _projection(X):
     D = X.shape[1]
     center = X.mean(axis=0)
     if D == 1:
-        return center, np.array([[1.0, 0.0]]), ["x0", "(none)"]
+        return np.zeros(1), np.array([[1.0, 0.0]]), ["x0", "(none)"]
     if D == 2:
         return np.zeros(2), np.eye(2), None
     _, _, vt = np.linalg.svd(X[: 100_000] - center, full_matrices=False)
@@ -198,14 +198,53 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     else:
         detail = f" (order {model.order})" if isinstance(model, ARHMM) else ""
     K = int(model.n_clusters if isinstance(model, KMeans) else model.n_components)
+    word = "state" if isinstance(model, BaseHMM) else ("cluster" if isinstance(model, KMeans) else "component")
+    if X.shape[1] == 1:
+        weights = getattr(model, "weights_", None)
+        return _plot_1d(X[:, 0], labels, K, means=means, covariances=covs, weights=weights, ax=ax, word=word,
+                        xlabel=str(feature_names[0]) if feature_names is not None else "x0",
+                        title=title or f"{name}, K={K}{detail}")
     if X.shape[0] > max_points:
         idx = np.sort(np.random.default_rng(0).choice(X.shape[0], size=max_points, replace=False))
         X, labels = X[idx], labels[idx]
     ax = plot_clusters(X, labels, means=means, covariances=covs, feature_names=feature_names, ax=ax,
                        title=title or f"{name}, K={K}{detail}")
     if K <= 12:
-        word = "state" if isinstance(model, BaseHMM) else ("cluster" if isinstance(model, KMeans) else "component")
         ax.legend(handles=_state_handles(K, word), loc="best", fontsize=8, framealpha=0.8)
+    return ax
+
+
+def _plot_1d(x, labels, K, *, means=None, covariances=None, weights=None, ax=None, word="state", xlabel="x0",
+             title=None):
+    """One feature: histogram stacked by label, with each Gaussian component's scaled density."""
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = np.asarray(x, dtype=np.float64)
+    colors = state_colors(K)
+    edges = np.histogram_bin_edges(x, bins=min(60, max(10, int(np.sqrt(x.size)))))
+    groups = [x[labels == k] for k in range(K)]
+    ax.hist(groups, bins=edges, stacked=True, color=colors, alpha=0.5, label=[f"{word} {k}" for k in range(K)])
+    if means is not None:
+        means = np.asarray(means, dtype=np.float64)[:, 0]
+        for k in range(K):
+            ax.axvline(means[k], color=colors[k], lw=1.2, ls="--")
+        if covariances is not None:
+            sd = np.sqrt(np.maximum(np.asarray(covariances, dtype=np.float64)[:, 0, 0], 1e-300))
+            w = np.asarray(weights, dtype=np.float64) if weights is not None else \
+                np.bincount(labels, minlength=K) / labels.size
+            grid = np.linspace(edges[0], edges[-1], 400)
+            scale = x.size * (edges[1] - edges[0])
+            for k in range(K):
+                dens = w[k] * np.exp(-0.5 * ((grid - means[k]) / sd[k]) ** 2) / (sd[k] * np.sqrt(2 * np.pi))
+                ax.plot(grid, scale * dens, color=colors[k], lw=1.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    if title:
+        ax.set_title(title)
+    if K <= 12:
+        ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
     return ax
 
 
@@ -233,7 +272,8 @@ def _heatmap(M, ax=None, *, xlabel="", ylabel="", title=None, vmax=None, fmt="{:
     ax.set_ylabel(ylabel)
     if color_ticks:
         colors = state_colors(max(R, C))
-        for labels, ticks in ((ax.get_xticklabels(), range(0, C, step_c)), (ax.get_yticklabels(), range(0, R, step_r))):
+        for labels, ticks in ((ax.get_xticklabels(), range(0, C, step_c)),
+                              (ax.get_yticklabels(), range(0, R, step_r))):
             for lab, k in zip(labels, ticks):
                 lab.set_color(colors[int(k)])
                 lab.set_fontweight("bold")
