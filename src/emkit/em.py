@@ -146,3 +146,127 @@ def expectation_local_chunks(model, params, X, sample_weight, rows):
 
     src = ArraySource(X, sample_weight, rows)
     return reduce_stats(model.e_step(params, *c) for c in src.chunks())
+
+
+# -- stochastic (online) EM ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """Step sizes of stochastic EM: ``alpha_i = max((i + tau) ** -kappa, min_step)``.
+
+    The first mini-batch (``i = 0``) replaces the running statistics (``alpha = 1``); batch
+    ``i >= 1`` is folded in as ``S <- (1 - alpha_i) S + alpha_i s_i``, where ``s_i`` are the
+    batch's statistics normalised per sample.
+
+    Parameters
+    ----------
+    kappa : float in (0.5, 1], default=0.6
+        Forgetting exponent: with ``0.5 < kappa <= 1`` the steps satisfy the Robbins-Monro
+        conditions, so the running statistics converge.  Smaller is more responsive.
+    tau : float >= 0, default=2.0
+        Delay: damps the first steps.
+    min_step : float in [0, 1), default=0.0
+        A floor on the step: ``> 0`` turns on exponential forgetting (effective memory of about
+        ``1 / min_step`` batches) for streams whose distribution drifts.
+    """
+
+    kappa: float = 0.6
+    tau: float = 2.0
+    min_step: float = 0.0
+
+    def __post_init__(self):
+        from ._validation import check_float
+
+        check_float(self.kappa, "schedule kappa", minimum=0.5, maximum=1.0, include_min=False)
+        check_float(self.tau, "schedule tau", minimum=0.0)
+        check_float(self.min_step, "schedule min_step", minimum=0.0, maximum=1.0, include_max=False)
+
+    def step(self, i):
+        if i == 0:
+            return 1.0
+        return max((i + self.tau) ** -self.kappa, self.min_step)
+
+    @classmethod
+    def make(cls, schedule):
+        """A schedule from None, a StepSchedule, a dict of its fields or a number (``kappa``)."""
+        if schedule is None:
+            return cls()
+        if isinstance(schedule, cls):
+            return schedule
+        if isinstance(schedule, dict):
+            unknown = set(schedule) - {"kappa", "tau", "min_step"}
+            if unknown:
+                raise ValueError(f"schedule has unknown keys {sorted(unknown)}; use kappa, tau, min_step")
+            return cls(**schedule)
+        if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+            return cls(kappa=float(schedule))
+        raise ValueError(f"schedule must be None, a StepSchedule, a dict or a number (kappa); got {schedule!r}")
+
+
+@dataclass
+class OnlineState:
+    """Running statistics of stochastic EM (normalised per sample) and counters."""
+
+    stats: object
+    schedule: StepSchedule
+    n_updates: int = 0
+    n_seen: float = 0.0
+
+
+def online_update(model, params, state, batch_stats, schedule=None):
+    """Fold one mini-batch's statistics into the running statistics and run the M-step.
+
+    Returns ``(new_params, new_state)``; ``state`` is not modified (a failed update leaves it
+    intact).  The M-step sees the running statistics scaled to the number of samples seen so
+    far, so priors weigh as they would in batch EM on that many samples.
+    """
+    n = float(batch_stats.n_samples)
+    if not n > 0:
+        raise ValueError("the mini-batch has no samples (or only zero weights)")
+    normalized = batch_stats * (1.0 / n)
+    if state is None:
+        state = OnlineState(stats=None, schedule=StepSchedule.make(schedule))
+    alpha = state.schedule.step(state.n_updates)
+    running = normalized if state.stats is None or alpha >= 1.0 else state.stats * (1.0 - alpha) + normalized * alpha
+    n_seen = state.n_seen + n
+    new_params = model.m_step(running * n_seen, params)
+    return new_params, OnlineState(stats=running, schedule=state.schedule, n_updates=state.n_updates + 1,
+                                   n_seen=n_seen)
+
+
+def run_stochastic_em(model, params, batches, *, schedule, tol, max_iter, verbose=0, callback=None, init_index=0):
+    """Stochastic EM: ``max_iter`` passes over the data in mini-batches.
+
+    ``batches(epoch)`` yields one source per mini-batch.  The objective recorded for a pass is
+    the mean over its batches of the per-sample objective, each measured with the parameters
+    in force when the batch arrived; EM stops when it changes by less than ``tol`` between
+    passes.
+    """
+    result = EMResult(params=params)
+    state = None
+    lower = -np.inf
+    t0 = time.perf_counter()
+    for epoch in range(1, max_iter + 1):
+        total, weight = 0.0, 0.0
+        for batch in batches(epoch):
+            stats = batch.expectation(model, params)
+            total += model.objective(stats, params) * stats.n_samples
+            weight += stats.n_samples
+            params, state = online_update(model, params, state, stats, schedule)
+        new_lower = total / weight
+        change = new_lower - lower
+        lower = new_lower
+        result.lower_bounds.append(float(lower))
+        result.params, result.n_iter = params, epoch
+        elapsed = time.perf_counter() - t0
+        if verbose:
+            print(f"  init {init_index + 1} pass {epoch}: objective {lower:.8g} (change {change:.3g}, "
+                  f"{state.n_updates} updates, {elapsed:.2f}s)")
+        if callback is not None:
+            callback({"init": init_index, "iteration": epoch, "lower_bound": float(lower), "change": float(change),
+                      "params": params, "seconds": elapsed})
+        if abs(change) < tol:
+            result.converged = True
+            break
+    result.online_state = state
+    return result

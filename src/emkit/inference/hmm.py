@@ -22,15 +22,24 @@ or ``+inf``.
 
 Numerics
 --------
-Forward-backward and filtering scale every step in probability space (the
-per-step maximum of ``frame_loglik`` is subtracted before exponentiating) and
-accumulate the log normalisers, so arbitrarily long sequences give a finite
-log-likelihood.  A sequence whose scaled recursion would leave the safe
-floating point range (e.g. a step where no state is possible) is recomputed
-with exact log-space recursions.  A sequence whose likelihood is exactly zero
-under the model gets log-likelihood ``-inf`` and contributes zeros; no
-function ever returns NaN.  Zero entries of ``startprob`` / ``transmat`` give
-exact zeros in the corresponding posteriors and expected counts.
+Forward-backward, filtering and posterior sampling scale every step in
+probability space (the per-step maximum of ``frame_loglik`` is subtracted
+before exponentiating) and accumulate the log normalisers, so arbitrarily
+long sequences give a finite log-likelihood.  A sequence whose scaled
+recursion would leave the safe floating point range (a step where no state is
+possible, a normaliser below 1e-290, ...) is recomputed with exact log-space
+recursions (about 10x slower, but only for that sequence).  A sequence whose
+likelihood is exactly zero under the model gets log-likelihood ``-inf`` and
+contributes zeros; no function ever returns NaN.  Zero entries of
+``startprob`` / ``transmat`` give exact zeros in the corresponding posteriors
+and expected counts.  Viterbi works in log space throughout.
+
+In the scaled recursions a frame probability smaller than ``exp(-708)`` times
+the largest one of the same step is treated as zero.  :func:`forward_backward`
+bounds the posterior mass this could drop at every such step and switches to
+log space when the bound exceeds ~1e-19; :func:`filter` and
+:func:`sample_posterior_path` (forward pass only) switch when the dropped
+filtered mass at that step could exceed ~1e-278.
 
 All sequences are processed in one parallel numba kernel (``prange`` over
 blocks of consecutive sequences whose boundaries depend only on ``lengths``),

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 
 from .._base import BaseEstimator
-from .._validation import check_float, check_int, check_random_state
-from ..em import run_em
+from .._validation import check_choice, check_float, check_int, check_random_state
+from ..em import StepSchedule, online_update, run_em, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 
 
@@ -28,8 +28,14 @@ class EMEstimator(BaseEstimator):
         check_int(self.n_init, "n_init", minimum=1)
         check_int(self.verbose, "verbose", minimum=0)
 
-    def _run_restarts(self, source, callback=None):
+    def _run_restarts(self, source, callback=None, algorithm="em", batch_size=None, schedule=None):
         """Run ``n_init`` EM runs (or one warm-started run) and keep the best."""
+        check_choice(algorithm, "algorithm", ("em", "stochastic"))
+        if algorithm == "stochastic":
+            schedule = StepSchedule.make(schedule)
+            if batch_size is None:
+                batch_size = 1024
+            check_int(batch_size, "batch_size", minimum=1)
         rng = check_random_state(self.random_state)
         warm = bool(getattr(self, "warm_start", False)) and getattr(self, "converged_", None) is not None
         n_init = 1 if warm else self.n_init
@@ -40,9 +46,14 @@ class EMEstimator(BaseEstimator):
             params = self._params_from_attributes() if warm else self._init_params(source, rng)
             if self.verbose:
                 print(f"Initialization {i + 1}")
-            result = run_em(model, params, source, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
-                            callback=callback, init_index=i,
-                            start_lower_bound=self.lower_bound_ if warm else -np.inf)
+            if algorithm == "stochastic":
+                result = run_stochastic_em(model, params, self._minibatches(source, batch_size, rng),
+                                           schedule=schedule, tol=self.tol, max_iter=self.max_iter,
+                                           verbose=self.verbose, callback=callback, init_index=i)
+            else:
+                result = run_em(model, params, source, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
+                                callback=callback, init_index=i,
+                                start_lower_bound=self.lower_bound_ if warm else -np.inf)
             if self.verbose:
                 print(f"Initialization {i + 1} {'converged' if result.converged else 'did not converge'}: "
                       f"lower bound {result.lower_bound:.8g}")
@@ -60,7 +71,56 @@ class EMEstimator(BaseEstimator):
         self.lower_bounds_ = list(best.lower_bounds)
         self.init_lower_bounds_ = np.array([r.lower_bound for r in runs])
         self._restart_results = runs
+        self._online_state = getattr(best, "online_state", None)
         return model
+
+    # -- online EM ---------------------------------------------------------------------------------
+    def _partial_fit(self, source, schedule=None):
+        """One step of stochastic (online) EM on a mini-batch; can be called forever on a stream.
+
+        The first call initialises the parameters from its batch (unless the model is already
+        fitted); every call folds the batch's statistics into running statistics with step
+        ``alpha_i`` from ``schedule`` (:class:`emkit.em.StepSchedule`: ``(i + tau) ** -kappa``,
+        0.5 < kappa <= 1, optional forgetting floor) and runs the M-step.  Invalid input raises
+        before anything changes.  ``lower_bound_`` is the batch's objective per sample under
+        the parameters it arrived to.
+        """
+        fitted = getattr(self, "n_features_in_", None) is not None and self._has_parameters()
+        if fitted and source.n_features != self.n_features_in_:
+            raise ValueError(f"X has {source.n_features} features, but the model was fitted with "
+                             f"{self.n_features_in_} features")
+        state = getattr(self, "_online_state", None)
+        if state is not None and schedule is not None and StepSchedule.make(schedule) != state.schedule:
+            raise ValueError("schedule cannot change between partial_fit calls; start a new model")
+        if state is None:
+            StepSchedule.make(schedule)  # validate before anything changes
+        if fitted:
+            params = self._params_from_attributes()
+        else:
+            self._n_features = source.n_features
+            rng = getattr(self, "_online_rng", None) or check_random_state(self.random_state)
+            self._online_rng = rng
+            params = self._init_params(source, rng)
+        model = self._em_model_for(source.n_features)
+        stats = source.expectation(model, params)
+        lower = model.objective(stats, params)
+        params, state = online_update(model, params, state, stats, schedule)
+        self._set_attributes(params)
+        self._n_features = self.n_features_in_ = source.n_features
+        self._online_state = state
+        self.lower_bound_ = float(lower)
+        self.n_batches_ = state.n_updates
+        self.converged_ = False
+        self.n_iter_ = state.n_updates
+        self.lower_bounds_ = [float(lower)]
+        return self
+
+    def _has_parameters(self):
+        return all(getattr(self, a, None) is not None for a in self._fitted_attributes[:2])
+
+    def _em_model_for(self, n_features):
+        self._n_features = n_features
+        return self._em_model()
 
     def restart_models(self):
         """One fitted copy of this model per restart of the last ``fit``, in run order.

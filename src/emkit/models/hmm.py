@@ -204,7 +204,7 @@ class BaseHMM(EMEstimator):
         self.n_features_in_ = self._infer_n_features()
 
     # -- public API -----------------------------------------------------------------------------------
-    def fit(self, X, lengths=None, callback=None):
+    def fit(self, X, lengths=None, callback=None, *, algorithm="em", batch_size=None, schedule=None):
         """Fit by EM (Baum-Welch) with ``n_init`` restarts; returns ``self``.
 
         Parameters
@@ -214,6 +214,15 @@ class BaseHMM(EMEstimator):
             Lengths of the sequences concatenated in ``X`` (sum = n).
         callback : callable, optional
             Called after every iteration with a dict (see :func:`emkit.em.run_em`).
+        algorithm : {"em", "stochastic"}, default="em"
+            ``"stochastic"``: stochastic (online) EM over mini-batches of whole sequences in
+            shuffled order; sequences longer than ``batch_size`` frames are cut into
+            subsequences of ``batch_size`` frames (treated as independent).  ``max_iter`` is the
+            number of passes.
+        batch_size : int, default=1024
+            Frames per mini-batch (stochastic EM).
+        schedule : StepSchedule, dict or float, optional
+            Step sizes of stochastic EM (see :class:`emkit.em.StepSchedule`).
         """
         self._check_hmm_parameters()
         source = self._source(X, lengths)
@@ -223,8 +232,54 @@ class BaseHMM(EMEstimator):
         self._check_inits(source.n_features)
         self._n_features = source.n_features
         self.n_features_in_ = source.n_features
-        self._run_restarts(source, callback)
+        self._run_restarts(source, callback, algorithm, batch_size, schedule)
         return self
+
+    def partial_fit(self, X, lengths=None, *, schedule=None):
+        """Stochastic (online) EM step on a mini-batch of sequences; see :meth:`EMEstimator._partial_fit`.
+
+        Call it on each batch of a stream (for example successive windows of a live recording);
+        the model is usable after every call.
+        """
+        self._check_hmm_parameters()
+        source = self._source(X, lengths)
+        if not isinstance(source, SequenceSource):
+            raise ValueError("partial_fit needs in-memory sequences (an array or a list of arrays)")
+        if not self._has_parameters():
+            if source.n_rows < self.n_components and self._kmeans_seeded:
+                raise ValueError(f"the first partial_fit batch must have at least n_components="
+                                 f"{self.n_components} frames; got {source.n_rows}")
+            self._check_inits(source.n_features)
+        return self._partial_fit(source, schedule)
+
+    def _minibatches(self, source, batch_size, rng):
+        """``batches(epoch)``: shuffled batches of whole (sub)sequences of about ``batch_size`` frames."""
+        if not isinstance(source, SequenceSource):
+            raise ValueError("algorithm='stochastic' needs in-memory sequences or a memory map; "
+                             "use algorithm='em' for Dask arrays")
+        starts, lens = [], []
+        offset = 0
+        for L in source.lengths:  # cut long sequences into subsequences
+            for s in range(0, int(L), batch_size):
+                starts.append(offset + s)
+                lens.append(min(batch_size, int(L) - s))
+            offset += int(L)
+        starts, lens = np.array(starts), np.array(lens)
+
+        def batches(epoch):
+            order = rng.permutation(len(lens))
+            i = 0
+            while i < len(order):
+                j, total = i, 0
+                while j < len(order) and (total == 0 or total + lens[order[j]] <= batch_size):
+                    total += lens[order[j]]
+                    j += 1
+                pick = np.sort(order[i:j])
+                X = np.concatenate([np.asarray(source.X[starts[p]:starts[p] + lens[p]]) for p in pick])
+                yield SequenceSource(X, lens[pick], source.frames)
+                i = j
+
+        return batches
 
     def _check_inits(self, n_features):
         K = self.n_components

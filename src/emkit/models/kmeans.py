@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._base import BaseEstimator
-from .._validation import (check_array, check_float, check_int, check_n_features, check_random_state,
-                           check_sample_weight)
+from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
+                           check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
-from ..em import map_chunks
+from ..em import StepSchedule, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 from ..io import register
 from ..inference._kernels import lloyd_chunk
+from ..sources import ArraySource
 from ..stats import Stats, reduce_stats
 
 _EMPTY = np.empty(0)
@@ -22,11 +23,29 @@ _EMPTY = np.empty(0)
 
 @dataclass
 class KMeansStats(Stats):
-    """Hard-assignment statistics: weight (K,), weighted sums (K, D) and inertia of some rows."""
+    """Hard-assignment statistics: weight (K,), weighted sums (K, D), inertia and total weight of some rows."""
 
     counts: np.ndarray
     sums: np.ndarray
     inertia: float
+    n_samples: float = 0.0
+
+
+class HardMixture:
+    """K-means as an EM model (hard assignments, isotropic equal-variance components) for the
+    online-EM driver: parameters are the centres (K, D)."""
+
+    def e_step(self, centers, X, sample_weight=None):
+        return lloyd_step(X, centers, sample_weight)[1]
+
+    def m_step(self, stats, centers):
+        new = np.array(centers, dtype=np.float64, copy=True)
+        nonempty = stats.counts > 0
+        new[nonempty] = stats.sums[nonempty] / stats.counts[nonempty, None]
+        return new
+
+    def objective(self, stats, centers):
+        return -stats.inertia / stats.n_samples
 
 
 def _sq_distances(X, centers, centers_sq=None):
@@ -67,7 +86,8 @@ def _lloyd_stats(X, centers, c_sq, sample_weight, sl):
     counts = np.zeros(K)
     sw = _EMPTY if sample_weight is None else sample_weight[sl]
     inertia = lloyd_chunk(Xc, G, c_sq.astype(np.float64), sw, labels, sums, counts)
-    return labels, KMeansStats(counts=counts, sums=sums, inertia=float(inertia))
+    n = float(Xc.shape[0]) if sample_weight is None else float(sw.sum())
+    return labels, KMeansStats(counts=counts, sums=sums, inertia=float(inertia), n_samples=n)
 
 
 def lloyd_step(X, centers, sample_weight=None, chunk_size=None):
@@ -138,7 +158,7 @@ def _relocate_empty(X, stats, labels, centers_old, sample_weight):
         counts[old_id] -= wgt
         sums[new_id] = X[idx] * wgt
         counts[new_id] = wgt
-    return KMeansStats(counts=counts, sums=sums, inertia=stats.inertia)
+    return KMeansStats(counts=counts, sums=sums, inertia=stats.inertia, n_samples=stats.n_samples)
 
 
 def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
@@ -246,11 +266,22 @@ class KMeans(BaseEstimator):
         idx = rng.choice(X.shape[0], size=K, replace=False)
         return np.asarray(X[idx], dtype=np.float64)
 
-    def fit(self, X, y=None, sample_weight=None):
-        """Cluster ``X`` (n, D); returns ``self``."""
+    def fit(self, X, y=None, sample_weight=None, *, algorithm="lloyd", batch_size=1024, schedule=None):
+        """Cluster ``X`` (n, D); returns ``self``.
+
+        Parameters
+        ----------
+        algorithm : {"lloyd", "stochastic"}, default="lloyd"
+            ``"stochastic"``: mini-batch K-means by stochastic EM over shuffled batches of
+            ``batch_size`` rows, ``max_iter`` passes (see :class:`emkit.em.StepSchedule`).
+        """
         X = check_array(X, "X")
         sw = check_sample_weight(sample_weight, X.shape[0])
         K, init, n_init = self._check_params(X)
+        check_choice(algorithm, "algorithm", ("lloyd", "stochastic"))
+        if algorithm == "stochastic":
+            check_int(batch_size, "batch_size", minimum=1)
+            schedule = StepSchedule.make(schedule)
         rng = check_random_state(self.random_state)
         tol = float(np.mean(np.var(X, axis=0))) * self.tol if self.tol > 0 else 0.0
         best = None
@@ -258,8 +289,13 @@ class KMeans(BaseEstimator):
             centers = self._initial_centers(X, K, init, rng, sw)
             if self.verbose:
                 print(f"Initialization {i + 1}")
-            labels, inertia, centers, n_iter, _ = lloyd(X, centers, sample_weight=sw, max_iter=self.max_iter,
-                                                        tol=tol, verbose=self.verbose)
+            if algorithm == "stochastic":
+                centers, n_iter = self._stochastic(X, sw, centers, rng, batch_size, schedule)
+                labels, dist = assign(X, centers, sw)
+                inertia = float(dist.sum())
+            else:
+                labels, inertia, centers, n_iter, _ = lloyd(X, centers, sample_weight=sw, max_iter=self.max_iter,
+                                                            tol=tol, verbose=self.verbose)
             if best is None or inertia < best[1]:
                 best = (labels, inertia, centers, n_iter)
         labels, inertia, centers, n_iter = best
@@ -272,6 +308,53 @@ class KMeans(BaseEstimator):
         self.inertia_ = inertia
         self.n_iter_ = n_iter
         self.n_features_in_ = X.shape[1]
+        return self
+
+    def _stochastic(self, X, sw, centers, rng, batch_size, schedule):
+        n = X.shape[0]
+        rows = chunk_rows(self.n_clusters, 8)
+
+        def batches(epoch):
+            perm = rng.permutation(n)
+            for s in range(0, n, batch_size):
+                idx = np.sort(perm[s:s + batch_size])
+                yield ArraySource(X[idx], None if sw is None else sw[idx], rows)
+
+        result = run_stochastic_em(HardMixture(), centers, batches, schedule=schedule, tol=0.0,
+                                   max_iter=self.max_iter, verbose=self.verbose)
+        return result.params, result.n_iter
+
+    def partial_fit(self, X, y=None, sample_weight=None, *, schedule=None):
+        """Mini-batch K-means step (stochastic EM) on ``X``; can be called forever on a stream.
+
+        The first call seeds the centres with k-means++ on its batch (or uses ``init`` if it is
+        an array); ``labels_`` and ``inertia_`` describe the last batch.
+        """
+        X = check_array(X, "X")
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        fitted = getattr(self, "cluster_centers_", None) is not None
+        if fitted:
+            check_n_features(X, self.n_features_in_)
+            centers = np.asarray(self.cluster_centers_, dtype=np.float64)
+            K = self.n_clusters
+        else:
+            K, init, _ = self._check_params(X)
+        state = getattr(self, "_online_state", None)
+        if state is not None and schedule is not None and StepSchedule.make(schedule) != state.schedule:
+            raise ValueError("schedule cannot change between partial_fit calls; start a new model")
+        StepSchedule.make(schedule)
+        if not fitted:
+            self._online_rng = getattr(self, "_online_rng", None) or check_random_state(self.random_state)
+            centers = self._initial_centers(X, K, init, self._online_rng, sw)
+        model = HardMixture()
+        stats = ArraySource(X, sw, chunk_rows(K, 8)).expectation(model, centers)
+        centers, state = online_update(model, centers, state, stats, schedule)
+        labels, dist = assign(X, centers, sw)
+        self.cluster_centers_ = centers.astype(X.dtype, copy=False)
+        self.labels_, self.inertia_ = labels, float(dist.sum())
+        self.n_features_in_ = X.shape[1]
+        self._online_state = state
+        self.n_iter_ = self.n_batches_ = state.n_updates
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):

@@ -113,11 +113,8 @@ class GaussianMixture(EMEstimator):
 
     # -- validation -------------------------------------------------------------------
     def _check_parameters(self, source):
-        self._check_common()
+        self._check_parameters_basic()
         check_int(self.init_sample_size, "init_sample_size", minimum=1)
-        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
-        check_float(self.reg_covar, "reg_covar", minimum=0.0)
-        check_choice(self.init_params, "init_params", INIT_PARAMS)
         K, D = self.n_components, source.n_features
         n_rows = getattr(source, "n_rows", None)
         if n_rows is not None and n_rows < K:
@@ -214,7 +211,7 @@ class GaussianMixture(EMEstimator):
         self.precisions_ = cov.precisions(self.precisions_cholesky_)
 
     # -- public API -------------------------------------------------------------------------
-    def fit(self, X, y=None, sample_weight=None, callback=None):
+    def fit(self, X, y=None, sample_weight=None, callback=None, *, algorithm="em", batch_size=None, schedule=None):
         """Fit by EM (``n_init`` restarts, best kept); returns ``self``.
 
         Parameters
@@ -230,9 +227,56 @@ class GaussianMixture(EMEstimator):
         callback : callable, optional
             Called after every EM iteration with a dict (``init``, ``iteration``,
             ``lower_bound``, ``change``, ``seconds``, ``params``).
+        algorithm : {"em", "stochastic"}, default="em"
+            ``"stochastic"``: stochastic (online) EM over shuffled mini-batches of ``batch_size``
+            rows; ``max_iter`` is then the number of passes over the data and ``tol`` applies to
+            the change of the per-pass objective.
+        batch_size : int, default=1024
+            Rows per mini-batch (stochastic EM).
+        schedule : StepSchedule, dict or float, optional
+            Step sizes of stochastic EM (see :class:`emkit.em.StepSchedule`).
         """
-        self._fit(X, sample_weight, callback)
+        self._fit(X, sample_weight, callback, algorithm, batch_size, schedule)
         return self
+
+    def partial_fit(self, X, y=None, sample_weight=None, *, schedule=None):
+        """Stochastic (online) EM step on the mini-batch ``X``; see :meth:`EMEstimator._partial_fit`.
+
+        Call it on each batch of a stream, forever if need be; the model is usable after every call.
+        """
+        self._check_parameters_basic()
+        source = self._source(X, sample_weight)
+        if getattr(self, "weights_", None) is None and source.n_rows < self.n_components:
+            raise ValueError(f"the first partial_fit batch must have at least n_components={self.n_components} "
+                             f"rows; got {source.n_rows}")
+        return self._partial_fit(source, schedule)
+
+    def _check_parameters_basic(self):
+        self._check_common()
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_float(self.reg_covar, "reg_covar", minimum=0.0)
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+
+    def _minibatches(self, source, batch_size, rng):
+        """``batches(epoch)``: shuffled mini-batches of an array or memory map; file chunks in order."""
+        rows = source.rows
+        if isinstance(source, ArraySource):
+            n, sw = source.n_rows, source.sample_weight
+
+            def batches(epoch):
+                perm = rng.permutation(n)
+                for s in range(0, n, batch_size):
+                    idx = np.sort(perm[s:s + batch_size])
+                    yield ArraySource(source.X[idx], None if sw is None else sw[idx], rows)
+        elif isinstance(source, TableSource):
+            def batches(epoch):
+                for Xc, _ in source.chunks():
+                    for s in range(0, Xc.shape[0], batch_size):
+                        yield ArraySource(Xc[s:s + batch_size], None, rows)
+        else:
+            raise ValueError("algorithm='stochastic' needs an array, a memory map or a file; "
+                             "use algorithm='em' for Dask arrays")
+        return batches
 
     def _source(self, X, sample_weight):
         """A data source for ``X``: an array, memory map, file path, opened table or dask array."""
@@ -258,7 +302,7 @@ class GaussianMixture(EMEstimator):
         n = getattr(X, "n_features", None)
         return int(n) if n is not None else 1
 
-    def _fit(self, X, sample_weight, callback):
+    def _fit(self, X, sample_weight, callback, algorithm="em", batch_size=None, schedule=None):
         source = self._source(X, sample_weight)
         self._check_parameters(source)
         sample, _ = source.sample(self.init_sample_size, np.random.default_rng(0))
@@ -266,7 +310,7 @@ class GaussianMixture(EMEstimator):
             warnings.warn(f"X has fewer distinct points than n_components={self.n_components}; some components "
                           "will be duplicates", ConvergenceWarning, stacklevel=3)
         self.n_features_in_ = source.n_features
-        model = self._run_restarts(source, callback)
+        model = self._run_restarts(source, callback, algorithm, batch_size, schedule)
         return source, model
 
     def fit_predict(self, X, y=None, sample_weight=None, callback=None):
