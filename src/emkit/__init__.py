@@ -6,9 +6,11 @@ from .io import load_model as load
 from .models.hmm import ARHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from .models.kmeans import KMeans
 from .models.mixture import GaussianMixture
+from .sources import open_table
+from .em import StepSchedule
 from .selection import align_to, match_states, select, state_stability
 
 __version__ = "0.1.0"
 
 __all__ = ["ARHMM", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture", "KMeans", "NotFittedError", "__version__", "align_to", "datasets",
-           "load", "match_states", "select", "selection", "state_stability"]
+           "load", "match_states", "open_table", "StepSchedule", "select", "selection", "state_stability"]

@@ -552,7 +552,16 @@ class CategoricalHMM(BaseHMM):
             raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of n_features={n}")
         return X
 
-    def fit(self, X, lengths=None, callback=None):
+    def fit(self, X, lengths=None, callback=None, **kwargs):
+        self._set_alphabet(X, lengths)
+        return super().fit(X, lengths, callback, **kwargs)
+
+    def partial_fit(self, X, lengths=None, **kwargs):
+        if self._n_symbols() is None:
+            self._set_alphabet(X, lengths)
+        return super().partial_fit(X, lengths, **kwargs)
+
+    def _set_alphabet(self, X, lengths):
         if self.n_features is not None:
             check_int(self.n_features, "n_features", minimum=1)
         if self.n_features is not None:
@@ -562,7 +571,6 @@ class CategoricalHMM(BaseHMM):
         else:
             Xc, _ = as_sequences(X, lengths)
             self._fitted_n_symbols = int(check_array(Xc, "X", dtype="int").max()) + 1
-        return super().fit(X, lengths, callback)
 
     _kmeans_seeded = False
 

@@ -280,7 +280,10 @@ class GaussianMixture(EMEstimator):
 
     def _source(self, X, sample_weight):
         """A data source for ``X``: an array, memory map, file path, opened table or dask array."""
-        rows = chunk_rows(self.n_components, self._n_features_hint(X), self.chunk_size)
+        D = self._n_features_hint(X)
+        # per-chunk temporaries: (rows, K*D) projections and, for full/tied, (rows, D(D+1)/2) products
+        width = max(self.n_components, (D + 1) // 2 if self.covariance_type in ("full", "tied") else 1)
+        rows = chunk_rows(width, D, self.chunk_size)
         if isinstance(X, (str, os.PathLike)):
             if sample_weight is not None:
                 raise ValueError("sample_weight cannot be combined with a file path; weight the rows in memory")
