@@ -1,6 +1,9 @@
 """The ``emkit`` command line.
 
-User errors print one line on stderr and exit with status 2; no traceback.
+Subcommands: ``fit``, ``predict``, ``score``, ``select``, ``plot``, ``report``, ``info``,
+``datasets``.  One set of option names everywhere: ``--model``, ``-k/--n-components``,
+``--columns``, ``--sequence-column``, ``--data``, ``-o/--output``, ``--example``, ``--json``,
+``--seed``.  User errors print one line on stderr and exit with status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -14,124 +17,466 @@ import warnings
 
 import numpy as np
 
-MODELS = ("gmm", "kmeans")
+MODELS = {
+    "gmm": "GaussianMixture",
+    "kmeans": "KMeans",
+    "gaussian-hmm": "GaussianHMM",
+    "categorical-hmm": "CategoricalHMM",
+    "poisson-hmm": "PoissonHMM",
+    "arhmm": "ARHMM",
+}
+HMM_MODELS = ("gaussian-hmm", "categorical-hmm", "poisson-hmm", "arhmm")
 
 
 class UserError(Exception):
     """An error in what the user asked for: printed as one line."""
 
 
-def _load_data(args):
+# -- data --------------------------------------------------------------------------------------------
+class Data:
+    """A table read for the CLI: X (n, D), feature names, sequence lengths and ids, and its source."""
+
+    def __init__(self, X, names, lengths, ids, source):
+        self.X, self.names, self.lengths, self.ids, self.source = X, names, lengths, ids, source
+
+
+def _columns(args):
+    value = getattr(args, "columns", None)
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+
+def load_data(args, model=None):
+    """Data from ``--example`` or a file (``args.data``), with column and sequence selection."""
     from . import datasets
     from .io import read_table
 
-    columns = [c.strip() for c in args.columns.split(",")] if getattr(args, "columns", None) else None
-    if args.example:
-        ds = datasets.load(args.example)
+    columns = _columns(args)
+    example = getattr(args, "example", None)
+    if example:
+        ds = datasets.load(example)
         X, names = ds.data, list(ds.feature_names)
         if columns:
             missing = [c for c in columns if c not in names]
             if missing:
-                raise UserError(f"column {missing[0]!r} not in example {args.example!r} (columns: {', '.join(names)})")
+                raise UserError(f"column {missing[0]!r} not in example {example!r} (columns: {', '.join(names)})")
             idx = [names.index(c) for c in columns]
             X, names = X[:, idx], columns
-        return X, names, f"example:{args.example}"
-    if not args.data:
-        raise UserError("no data given: pass a data file (CSV, TSV or .npy) or --example NAME")
-    X, names = read_table(args.data, columns)
-    return X, names, args.data
+        if getattr(args, "sequence_column", None):
+            raise UserError("--sequence-column cannot be used with --example")
+        return Data(X, names, None, None, f"example:{example}")
+    path = getattr(args, "data", None)
+    if not path:
+        raise UserError("no data given: pass a data file (CSV, TSV, .npy, Parquet or HDF5) or --example NAME")
+    X, names, lengths, ids = read_table(path, columns, sequence_column=getattr(args, "sequence_column", None))
+    if model is not None and hasattr(model, "n_features_in_") and not _is_categorical(model):
+        if X.shape[1] != model.n_features_in_:
+            raise UserError(f"{path} has {X.shape[1]} feature columns ({', '.join(names)}) but the model was fitted "
+                            f"on {model.n_features_in_}; choose them with --columns")
+    return Data(X, names, lengths, ids, path)
 
 
-def _build_model(args):
-    from . import GaussianMixture, KMeans
+def _is_categorical(model):
+    return type(model).__name__ == "CategoricalHMM"
 
+
+def _is_hmm(model):
+    from .models.hmm import BaseHMM
+
+    return isinstance(model, BaseHMM)
+
+
+def _load_model(path):
+    from .io import load_model
+
+    return load_model(path)
+
+
+# -- progress ----------------------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr, shown once a fit has taken more than a second."""
+
+    def __init__(self, total, enabled=True):
+        self.total, self.enabled = total, enabled and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, info):
+        if not self.enabled or time.perf_counter() - self.t0 < 1.0:
+            return
+        self.shown = True
+        done = min(info["iteration"], self.total)
+        width = 30
+        bar = "#" * int(width * done / self.total)
+        sys.stderr.write(f"\r  restart {info['init'] + 1} [{bar:<{width}}] iteration {done}/{self.total} "
+                         f"log-lik/sample {info['lower_bound']:.5g}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+# -- model building ------------------------------------------------------------------------------------
+def build_model(args):
+    import emkit
+
+    cls = getattr(emkit, MODELS[args.model])
+    k = args.n_components
+    common = dict(n_init=args.n_init, max_iter=args.max_iter, random_state=args.seed)
+    if args.tol is not None:
+        common["tol"] = args.tol
+    if args.model == "kmeans":
+        common.pop("tol", None)
+        return cls(k, **common)
     if args.model == "gmm":
-        return GaussianMixture(args.n_components, covariance_type=args.covariance_type, n_init=args.n_init,
-                               max_iter=args.max_iter, tol=args.tol, random_state=args.seed)
-    return KMeans(args.n_components, n_init=args.n_init, max_iter=args.max_iter, random_state=args.seed)
+        return cls(k, covariance_type=args.covariance_type or "full", **common)
+    hmm = dict(kappa=args.kappa, **common)
+    if args.model == "gaussian-hmm":
+        return cls(k, covariance_type=args.covariance_type or "diag", **hmm)
+    if args.model == "arhmm":
+        return cls(k, order=args.order, **hmm)
+    return cls(k, **hmm)
 
 
-def _summary(model, X, names, source, seconds):
-    from . import GaussianMixture
-
-    lines = [f"emkit {type(model).__name__} on {source}: {X.shape[0]} rows x {X.shape[1]} features "
-             f"({', '.join(names)}), fitted in {seconds:.2f}s"]
-    info = {"model": type(model).__name__, "source": source, "n_samples": int(X.shape[0]),
-            "features": list(names), "seconds": seconds}
-    if isinstance(model, GaussianMixture):
-        labels = model.predict(X)
-        info.update(n_components=model.n_components, covariance_type=model.covariance_type,
-                    converged=bool(model.converged_), n_iter=int(model.n_iter_),
-                    mean_log_likelihood=float(model.score(X)), bic=float(model.bic(X)), aic=float(model.aic(X)),
-                    weights=model.weights_.tolist(), means=model.means_.tolist())
-        lines.append(f"  covariance {model.covariance_type}; {'converged' if model.converged_ else 'NOT converged'} "
-                     f"after {model.n_iter_} iterations")
-        lines.append(f"  mean log-likelihood {info['mean_log_likelihood']:.4f}   BIC {info['bic']:.2f}   "
-                     f"AIC {info['aic']:.2f}")
-        stds = _component_sds(model)
-        header = "  component  weight   n     " + "  ".join(f"{n:>18s}" for n in names)
-        lines.append(header)
-        counts = np.bincount(labels, minlength=model.n_components)
-        for k in range(model.n_components):
-            cells = "  ".join(f"{m:>9.4g} ± {s:<6.3g}" for m, s in zip(model.means_[k], stds[k]))
-            lines.append(f"  {k:>9d}  {model.weights_[k]:.3f}  {counts[k]:<5d} {cells}")
-    else:
-        labels = model.labels_
-        info.update(n_clusters=model.n_clusters, inertia=float(model.inertia_), n_iter=int(model.n_iter_),
-                    centers=model.cluster_centers_.tolist())
-        lines.append(f"  inertia {model.inertia_:.6g} after {model.n_iter_} iterations")
-        counts = np.bincount(labels, minlength=model.n_clusters)
-        lines.append("  cluster  n      " + "  ".join(f"{n:>10s}" for n in names))
-        for k in range(model.n_clusters):
-            lines.append(f"  {k:>7d}  {counts[k]:<6d} " + "  ".join(f"{c:>10.4g}" for c in model.cluster_centers_[k]))
-    info["counts"] = counts.tolist()
-    return lines, info, labels
+def _fit(model, data, quiet=False):
+    progress = Progress(model.max_iter, enabled=not quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        if _is_hmm(model):
+            X = data.X.astype(np.int64) if _is_categorical(model) else data.X
+            model.fit(X, data.lengths, callback=progress)
+        elif type(model).__name__ == "KMeans":
+            model.fit(data.X)
+        else:
+            model.fit(data.X, callback=progress)
+        seconds = time.perf_counter() - t0
+    progress.close()
+    return seconds, [str(w.message) for w in caught]
 
 
-def _component_sds(model):
+def _X_for(model, X):
+    return X.astype(np.int64) if _is_categorical(model) else X
+
+
+def _labels(model, data):
+    if _is_hmm(model):
+        return model.predict(_X_for(model, data.X), data.lengths)
+    return model.predict(data.X)
+
+
+# -- summaries --------------------------------------------------------------------------------------------
+def describe(model, data, labels):
+    """Human lines and a JSON-able dict describing a fitted model on data."""
     from .emissions.gaussian import COVARIANCE_TYPES
 
-    K, D = model.means_.shape
-    full = COVARIANCE_TYPES[model.covariance_type].full_covariances(model.covariances_, K, D)
-    return np.sqrt(np.diagonal(full, axis1=1, axis2=2))
+    name = type(model).__name__
+    K = model.n_clusters if name == "KMeans" else model.n_components
+    counts = np.bincount(labels, minlength=K)
+    info = {"model": name, "n_components": int(K), "n_samples": int(data.X.shape[0]), "features": list(data.names),
+            "counts": counts.tolist()}
+    lines = [f"emkit {name} on {data.source}: {data.X.shape[0]} rows x {data.X.shape[1]} features "
+             f"({', '.join(data.names)})" + (f", {len(data.lengths)} sequences" if data.lengths is not None else "")]
+    if name == "KMeans":
+        info.update(inertia=float(model.inertia_), n_iter=int(model.n_iter_), centers=model.cluster_centers_.tolist())
+        lines.append(f"  inertia {model.inertia_:.6g} after {model.n_iter_} iterations")
+        lines.append("  cluster  n      " + "  ".join(f"{n:>10s}" for n in data.names))
+        for k in range(K):
+            lines.append(f"  {k:>7d}  {counts[k]:<6d} " + "  ".join(f"{c:>10.4g}" for c in model.cluster_centers_[k]))
+        return lines, info
+    X = _X_for(model, data.X)
+    if _is_hmm(model):
+        total = float(model.score(X, data.lengths))
+        bic, aic = float(model.bic(X, data.lengths)), float(model.aic(X, data.lengths))
+    else:
+        total = float(model.score(X) * X.shape[0])
+        bic, aic = float(model.bic(X)), float(model.aic(X))
+    info.update(log_likelihood=total, mean_log_likelihood=total / X.shape[0], bic=bic, aic=aic,
+                converged=bool(model.converged_), n_iter=int(model.n_iter_))
+    lines.append(f"  {'converged' if model.converged_ else 'NOT converged'} after {model.n_iter_} iterations; "
+                 f"log-likelihood {total:.6g} ({total / X.shape[0]:.4f} per row); BIC {bic:.2f}; AIC {aic:.2f}")
+    if name == "GaussianMixture" or name == "GaussianHMM":
+        cov_type = model.covariance_type
+        covars = model.covariances_ if name == "GaussianMixture" else model.covars_
+        full = COVARIANCE_TYPES[cov_type].full_covariances(np.asarray(covars), K, model.means_.shape[1])
+        sds = np.sqrt(np.diagonal(full, axis1=1, axis2=2))
+        weight = model.weights_ if name == "GaussianMixture" else counts / counts.sum()
+        info.update(covariance_type=cov_type, weights=np.asarray(weight).tolist(), means=model.means_.tolist())
+        lines.append(f"  covariance {cov_type}")
+        lines.append(f"  {'component' if name == 'GaussianMixture' else 'state':>9s}  {'weight':>6s}  n     "
+                     + "  ".join(f"{n:>18s}" for n in data.names))
+        for k in range(K):
+            cells = "  ".join(f"{m:>9.4g} ± {s:<6.3g}" for m, s in zip(model.means_[k], sds[k]))
+            lines.append(f"  {k:>9d}  {weight[k]:.3f}  {counts[k]:<5d} {cells}")
+    elif name == "PoissonHMM":
+        info["lambdas"] = model.lambdas_.tolist()
+        lines.append("  state  n      " + "  ".join(f"{n:>10s}" for n in data.names))
+        for k in range(K):
+            lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>10.4g}" for v in model.lambdas_[k]))
+    elif name == "CategoricalHMM":
+        info["emissionprob"] = model.emissionprob_.tolist()
+        S = model.emissionprob_.shape[1]
+        lines.append("  state  n      " + "  ".join(f"{'p(' + str(s) + ')':>7s}" for s in range(S)))
+        for k in range(K):
+            lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>7.3f}" for v in model.emissionprob_[k]))
+    elif name == "ARHMM":
+        info.update(intercepts=model.intercepts_.tolist(), coefs=model.coefs_.tolist())
+        lines.append("  state  n      intercept")
+        for k in range(K):
+            lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>9.4g}" for v in model.intercepts_[k]))
+    if _is_hmm(model):
+        from .report import state_statistics
+
+        st = state_statistics(labels, data.lengths, K)
+        info.update(transmat=model.transmat_.tolist(), usage=st.usage.tolist(),
+                    mean_duration=[None if not np.isfinite(v) else float(v) for v in st.mean_duration])
+        lines.append("  state  usage  mean duration (frames)  self-transition")
+        for k in range(K):
+            lines.append(f"  {k:>5d}  {st.usage[k]:.3f}  {st.mean_duration[k]:>22.4g}  {model.transmat_[k, k]:.4f}")
+    return lines, info
+
+
+# -- commands --------------------------------------------------------------------------------------------
+def _emit(args, lines, info):
+    if args.json:
+        print(json.dumps(info, indent=2, default=_json_default))
+    else:
+        print("\n".join(lines))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _write_main_plot(model, data, labels, path):
+    from .plot import plot_ethogram, plot_model, save_figure
+
+    if _is_hmm(model):
+        fig = plot_ethogram(labels, data.X, data.lengths, n_states=model.n_components, feature_names=data.names)
+        return save_figure(fig, path)
+    ax = plot_model(model, data.X, feature_names=data.names, labels=labels)
+    return save_figure(ax, path)
+
+
+def _output_dir(args):
+    out = args.output or "emkit-out"
+    os.makedirs(out, exist_ok=True)
+    return out
 
 
 def cmd_fit(args):
-    from .emissions.gaussian import COVARIANCE_TYPES
-    from .plot import plot_clusters, save_figure
+    data = load_data(args)
+    model = build_model(args)
+    seconds, warns = _fit(model, data, quiet=args.json)
+    labels = _labels(model, data)
+    lines, info = describe(model, data, labels)
+    out = _output_dir(args)
+    files = {
+        "labels": _write_labels(os.path.join(out, "labels.csv"), labels, data),
+        "model": model.save(os.path.join(out, "model.npz")),
+        "plot": _write_main_plot(model, data, labels,
+                                 os.path.join(out, "ethogram.png" if _is_hmm(model) else "clusters.png")),
+    }
+    info.update(seconds=seconds, warnings=warns, files=files)
+    lines[0] += f", fitted in {seconds:.2f}s"
+    lines += [f"  warning: {w}" for w in warns]
+    lines.append("  wrote " + ", ".join(files.values()))
+    _emit(args, lines, info)
+    return 0
 
-    X, names, source = _load_data(args)
-    model = _build_model(args)
+
+def _write_labels(path, labels, data, posteriors=None, prefix="p"):
+    from .io import write_table
+
+    cols = {}
+    if data.lengths is not None:
+        cols["sequence"] = np.repeat(np.array(data.ids, dtype=object), data.lengths)
+        cols["frame"] = np.concatenate([np.arange(L) for L in data.lengths])
+    cols["label"] = np.asarray(labels, dtype=np.int64)
+    if posteriors is not None:
+        for k in range(posteriors.shape[1]):
+            cols[f"{prefix}{k}"] = posteriors[:, k]
+    return write_table(path, cols)
+
+
+def cmd_predict(args):
+    model = _load_model(args.model_file)
+    data = load_data(args, model)
+    X = _X_for(model, data.X)
+    labels = _labels(model, data)
+    post = None
+    if args.posteriors or args.causal:
+        if not _is_hmm(model) and args.causal:
+            raise UserError("--causal applies to hidden Markov models only")
+        if type(model).__name__ == "KMeans":
+            raise UserError("--posteriors is not available for KMeans (hard assignments)")
+        if _is_hmm(model):
+            post = model.filter(X, data.lengths) if args.causal else model.predict_proba(X, data.lengths)
+            if args.causal:
+                labels = post.argmax(axis=1)
+        else:
+            post = model.predict_proba(X)
+    path = args.output or "labels.csv"
+    _write_labels(path, labels, data, post)
+    info = {"model": type(model).__name__, "n_samples": int(X.shape[0]), "output": path,
+            "causal": bool(args.causal), "counts": np.bincount(labels).tolist()}
+    _emit(args, [f"wrote {X.shape[0]} labels{' and posteriors' if post is not None else ''} to {path}"], info)
+    return 0
+
+
+def cmd_score(args):
+    model = _load_model(args.model_file)
+    data = load_data(args, model)
+    X = _X_for(model, data.X)
+    name = type(model).__name__
+    if name == "KMeans":
+        inertia = -model.score(X)
+        info = {"model": name, "n_samples": int(X.shape[0]), "inertia": float(inertia)}
+        _emit(args, [f"{name}: inertia {inertia:.6g} on {X.shape[0]} rows"], info)
+        return 0
+    if _is_hmm(model):
+        total = float(model.score(X, data.lengths))
+        bic, aic = float(model.bic(X, data.lengths)), float(model.aic(X, data.lengths))
+    else:
+        total = float(model.score(X) * X.shape[0])
+        bic, aic = float(model.bic(X)), float(model.aic(X))
+    info = {"model": name, "n_samples": int(X.shape[0]), "log_likelihood": total,
+            "mean_log_likelihood": total / X.shape[0], "bic": bic, "aic": aic}
+    _emit(args, [f"{name}: log-likelihood {total:.6g} ({total / X.shape[0]:.5f} per row), BIC {bic:.2f}, "
+                 f"AIC {aic:.2f} on {X.shape[0]} rows"], info)
+    return 0
+
+
+def _parse_range(text):
+    try:
+        if "-" in text and "," not in text:
+            a, b = text.split("-", 1)
+            values = list(range(int(a), int(b) + 1))
+        else:
+            values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"-k/--n-components must be a number, a range like 1-8, or a list like 2,4,8; got {text!r}")
+    if not values:
+        raise UserError(f"-k/--n-components range {text!r} is empty")
+    return values
+
+
+def cmd_select(args):
+    from .plot import plot_criterion, save_figure
+    from .selection import select
+
+    data = load_data(args)
+    ks = _parse_range(args.n_components)
+    args.n_components = ks[0]
+    template = build_model(args)
+    X = _X_for(template, data.X)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(X)
+        result = select(template, X, ks, criterion=args.criterion, lengths=data.lengths, random_state=args.seed)
     seconds = time.perf_counter() - t0
-    lines, info, labels = _summary(model, X, names, source, seconds)
-    out = args.output
-    os.makedirs(out, exist_ok=True)
-    labels_path = os.path.join(out, "labels.csv")
-    np.savetxt(labels_path, labels.astype(int), fmt="%d", header="label", comments="")
-    model_path = model.save(os.path.join(out, "model.npz"))
-    plot_path = os.path.join(out, "clusters.png")
-    if hasattr(model, "covariances_"):
-        K, D = model.means_.shape
-        covs = COVARIANCE_TYPES[model.covariance_type].full_covariances(model.covariances_, K, D)
-        ax = plot_clusters(X, labels, means=model.means_, covariances=covs, feature_names=names,
-                           title=f"{type(model).__name__}, K={K} ({model.covariance_type})")
-    else:
-        ax = plot_clusters(X, labels, means=model.cluster_centers_, feature_names=names,
-                           title=f"KMeans, K={model.n_clusters}")
-    save_figure(ax, plot_path)
-    info["files"] = {"labels": labels_path, "model": model_path, "plot": plot_path}
-    info["warnings"] = [str(w.message) for w in caught]
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for w in info["warnings"]:
-            lines.append(f"  warning: {w}")
-        lines.append(f"  wrote {labels_path}, {model_path}, {plot_path}")
-        print("\n".join(lines))
+    out = _output_dir(args)
+    table_path = os.path.join(out, "selection.csv")
+    result.table.to_csv(table_path, index=False)
+    model_path = result.best_model.save(os.path.join(out, "model.npz"))
+    plot_path = save_figure(plot_criterion(result.table, args.criterion), os.path.join(out, "criterion.png"))
+    info = {"criterion": args.criterion, "best_n_components": int(result.best_n_components), "seconds": seconds,
+            "table": result.table.to_dict(orient="records"), "warnings": sorted({str(w.message) for w in caught}),
+            "files": {"table": table_path, "model": model_path, "plot": plot_path}}
+    lines = [f"emkit select {type(template).__name__} on {data.source}, K in {ks[0]}..{ks[-1]}, "
+             f"criterion {args.criterion} ({seconds:.1f}s):", result.table.to_string(index=False),
+             f"best K = {result.best_n_components}", f"wrote {table_path}, {model_path}, {plot_path}"]
+    _emit(args, lines, info)
+    return 0
+
+
+PLOT_KINDS = ("model", "ethogram", "transitions", "durations", "usage", "loglik")
+
+
+def cmd_plot(args):
+    from . import plot as P
+
+    model = _load_model(args.model_file)
+    kinds = PLOT_KINDS if args.kind == "all" else tuple(k.strip() for k in args.kind.split(","))
+    bad = [k for k in kinds if k not in PLOT_KINDS]
+    if bad:
+        raise UserError(f"unknown plot kind {bad[0]!r}; choose from {', '.join(PLOT_KINDS)} or all")
+    hmm = _is_hmm(model)
+    needs_data = [k for k in kinds if k in ("model", "ethogram", "durations", "usage")]
+    data = load_data(args, model) if needs_data else None
+    labels = _labels(model, data) if data is not None else None
+    out = _output_dir(args)
+    K = model.n_clusters if type(model).__name__ == "KMeans" else model.n_components
+    written = []
+    for kind in kinds:
+        if kind in ("ethogram", "transitions", "durations") and not hmm:
+            continue
+        if kind == "loglik" and not hasattr(model, "lower_bounds_"):
+            continue
+        path = os.path.join(out, f"{kind}.{args.format}")
+        if kind == "model":
+            obj = P.plot_model(model, _X_for(model, data.X), data.lengths, feature_names=data.names, labels=labels)
+        elif kind == "ethogram":
+            obj = P.plot_ethogram(labels, data.X, data.lengths, n_states=K, feature_names=data.names)
+        elif kind == "transitions":
+            obj = P.plot_transition_matrix(model.transmat_)
+        elif kind == "durations":
+            obj = P.plot_durations(labels, data.lengths, n_states=K)
+        elif kind == "usage":
+            obj = P.plot_state_usage(labels, n_states=K)
+        else:
+            obj = P.plot_lower_bounds(model.lower_bounds_)
+        written.append(P.save_figure(obj, path))
+    _emit(args, [f"wrote {', '.join(written)}"], {"files": written})
+    return 0
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    model = _load_model(args.model_file)
+    data = load_data(args, model)
+    selection = None
+    if args.selection:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UserError("--selection needs pandas: pip install 'emkit[io]'") from None
+        if not os.path.exists(args.selection):
+            raise FileNotFoundError(f"selection table not found: {args.selection}")
+        selection = pd.read_csv(args.selection)
+    path = args.output or "report.html"
+    write_report(model, _X_for(model, data.X), path, lengths=data.lengths, feature_names=data.names,
+                 selection=selection)
+    _emit(args, [f"wrote {path}"], {"report": path})
+    return 0
+
+
+def cmd_info(args):
+    import zipfile
+
+    from .io import load_model
+
+    model = load_model(args.model_file)
+    with np.load(args.model_file, allow_pickle=False) as npz:
+        meta = json.loads(npz["__emkit__"].tobytes().decode())
+        shapes = {k[5:]: list(npz[k].shape) for k in npz.files if k.startswith("attr:")}
+    del zipfile
+    info = {"file": args.model_file, "class": meta["class"], "format_version": meta["format_version"],
+            "emkit_version": meta["emkit_version"], "params": meta["params"], "attributes": shapes}
+    lines = [f"{args.model_file}: emkit {meta['class']} (model format {meta['format_version']}, "
+             f"written by emkit {meta['emkit_version']})", "  hyperparameters:"]
+    lines += [f"    {k} = {v!r}" for k, v in meta["params"].items()]
+    lines.append("  fitted attributes:")
+    for k, shape in shapes.items():
+        value = getattr(model, k)
+        text = f"shape {tuple(shape)}" if shape else repr(value)
+        lines.append(f"    {k}: {text}")
+    _emit(args, lines, info)
     return 0
 
 
@@ -139,39 +484,96 @@ def cmd_datasets(args):
     from . import datasets
 
     items = datasets.list_datasets()
-    if args.json:
-        print(json.dumps(items, indent=2))
-    else:
-        for name, desc in items.items():
-            print(f"{name:12s} {desc}")
+    _emit(args, [f"{name:12s} {desc}" for name, desc in items.items()], items)
     return 0
 
 
-def build_parser():
+# -- parser ----------------------------------------------------------------------------------------------
+def _add_data_options(p, positional=True):
+    if positional:
+        p.add_argument("data_pos", nargs="?", metavar="DATA", help="data file: CSV, TSV, .npy, Parquet or HDF5")
+    p.add_argument("--data", metavar="FILE", help="data file (CSV, TSV, .npy, Parquet or HDF5)")
+    p.add_argument("--example", metavar="NAME", help="an embedded dataset instead of a file (see 'emkit datasets')")
+    p.add_argument("--columns", metavar="x,y,z", help="comma-separated feature columns (names or 0-based indices)")
+    p.add_argument("--sequence-column", metavar="NAME", help="column holding a sequence id (HMMs: one sequence per id)")
+
+
+def _add_model_options(p, k_help="number of components/states/clusters"):
     from .emissions.gaussian import COVARIANCE_TYPES
 
+    p.add_argument("--model", choices=list(MODELS), default="gmm", help="model to fit (default gmm)")
+    p.add_argument("-k", "--n-components", default="2", help=k_help)
+    p.add_argument("--covariance-type", choices=sorted(COVARIANCE_TYPES), default=None,
+                   help="gmm and gaussian-hmm (defaults: full for gmm, diag for gaussian-hmm)")
+    p.add_argument("--order", type=int, default=1, help="arhmm: autoregressive order (default 1)")
+    p.add_argument("--kappa", type=float, default=0.0, help="HMMs: sticky self-transition prior weight")
+    p.add_argument("--n-init", type=int, default=1, help="restarts; the best is kept")
+    p.add_argument("--max-iter", type=int, default=100)
+    p.add_argument("--tol", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+
+
+def build_parser():
     parser = argparse.ArgumentParser(prog="emkit", description="Fit clusters and hidden states by EM.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
-    fit = sub.add_parser("fit", help="fit a model to a table of numbers and write labels, model file and plot")
-    fit.add_argument("data", nargs="?", help="CSV/TSV (header row optional) or .npy file")
-    fit.add_argument("--example", metavar="NAME", help="use an embedded dataset instead (see 'emkit datasets')")
-    fit.add_argument("--model", choices=MODELS, default="gmm", help="model to fit (default gmm)")
-    fit.add_argument("-k", "--n-components", type=int, default=2, help="number of components/clusters")
-    fit.add_argument("--covariance-type", choices=sorted(COVARIANCE_TYPES), default="full")
-    fit.add_argument("--columns", metavar="x,y,z", help="comma-separated columns to use (names or 0-based indices)")
-    fit.add_argument("--n-init", type=int, default=1, help="restarts; the best is kept")
-    fit.add_argument("--max-iter", type=int, default=100)
-    fit.add_argument("--tol", type=float, default=1e-3)
-    fit.add_argument("--seed", type=int, default=None, help="random seed")
-    fit.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
-    fit.add_argument("--json", action="store_true", help="print the summary as JSON")
-    fit.set_defaults(func=cmd_fit)
+    p = sub.add_parser("fit", help="fit a model; write labels, the model file and a plot")
+    _add_data_options(p)
+    _add_model_options(p)
+    p.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_fit)
 
-    ds = sub.add_parser("datasets", help="list the embedded datasets")
-    ds.add_argument("--json", action="store_true")
-    ds.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("predict", help="labels (and posteriors) of data under a saved model")
+    p.add_argument("model_file", metavar="MODEL")
+    _add_data_options(p, positional=False)
+    p.add_argument("--posteriors", action="store_true", help="also write the posterior of every state")
+    p.add_argument("--causal", action="store_true", help="HMMs: filtered posteriors, using no future data")
+    p.add_argument("-o", "--output", help="output file, .csv/.tsv or .parquet (default labels.csv)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("score", help="log-likelihood, BIC and AIC of data under a saved model")
+    p.add_argument("model_file", metavar="MODEL")
+    _add_data_options(p, positional=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("select", help="choose the number of components by BIC, AIC, ICL or held-out likelihood")
+    _add_data_options(p)
+    _add_model_options(p, k_help="candidates: a range like 1-8 or a list like 2,4,8 (default 1-8)")
+    p.set_defaults(n_components="1-8")
+    p.add_argument("--criterion", choices=("bic", "aic", "icl", "heldout"), default="bic")
+    p.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("plot", help="plots of a saved model on data (PNG or SVG)")
+    p.add_argument("model_file", metavar="MODEL")
+    _add_data_options(p, positional=False)
+    p.add_argument("--kind", default="all", help=f"comma-separated: {', '.join(PLOT_KINDS)}, or all (default)")
+    p.add_argument("--format", choices=("png", "svg"), default="png")
+    p.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a saved model on data")
+    p.add_argument("model_file", metavar="MODEL")
+    _add_data_options(p, positional=False)
+    p.add_argument("--selection", metavar="CSV", help="a selection table written by 'emkit select'")
+    p.add_argument("-o", "--output", help="output HTML file (default report.html)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("info", help="what a model file holds")
+    p.add_argument("model_file", metavar="MODEL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("datasets", help="list the embedded datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
     return parser
 
 
@@ -186,11 +588,26 @@ def main(argv=None):
     if not args.command:
         parser.print_help()
         return 2
+    if getattr(args, "data_pos", None):
+        if getattr(args, "data", None):
+            print(f"emkit {args.command}: error: give the data file once (positional or --data)", file=sys.stderr)
+            return 2
+        args.data = args.data_pos
+    if args.command in ("fit",):
+        try:
+            args.n_components = int(args.n_components)
+        except ValueError:
+            print(f"emkit fit: error: -k/--n-components must be an integer; got {args.n_components!r}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"emkit {args.command}: error: {exc}", file=sys.stderr)
+    except (UserError, ValueError, FileNotFoundError, TypeError, ImportError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"emkit {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"emkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -164,61 +164,130 @@ def load_model(path):
     return model
 
 
-def read_table(path, columns=None):
-    """Read a numeric table.
+def read_table(path, columns=None, *, sequence_column=None, key=None):
+    """Read a numeric table into memory (see :func:`emkit.open_table` for data larger than memory).
 
     Parameters
     ----------
     path : str
-        ``.csv`` / ``.tsv`` / ``.txt`` (a header row is detected), ``.npy``.
+        ``.csv`` / ``.tsv`` / ``.txt`` (a header row is detected), ``.npy``, ``.parquet``, ``.h5``.
     columns : list of str or int, optional
-        Columns to keep, by name (needs a header) or 0-based index.
+        Feature columns to keep, by name or 0-based index (default: every column but the
+        sequence column).
+    sequence_column : str or int, optional
+        Column holding a sequence id (numbers or text): rows with the same id form one
+        sequence; each sequence's rows must be contiguous.
+    key : str, optional
+        HDF5 dataset name.
 
     Returns
     -------
     X : ndarray (n, D)
     names : list of str
+    lengths : ndarray (n_seq,) or None
+    sequence_ids : list or None
+        The id of each sequence, in order.
     """
+    from .sources import open_table
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"data file not found: {path}")
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        names = [f"x{i}" for i in range(X.shape[1])]
-    else:
-        delim = "\t" if ext == ".tsv" else ","
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline().strip()
-        if not first:
-            raise ValueError(f"{path} is empty")
-        if ext not in (".tsv",) and delim not in first and "\t" in first:
-            delim = "\t"
-        cells = [c.strip().strip('"') for c in first.split(delim)]
+    seq = None
+    if sequence_column is not None:
+        seq, names_all = _read_column(path, sequence_column, key)
+        if columns is None:
+            columns = [n for i, n in enumerate(names_all) if n != str(sequence_column) and str(i) != str(sequence_column)]
+    src = open_table(path, columns, key=key)
+    parts = [c for c, _ in src.chunks()]
+    if not parts:
+        raise ValueError(f"{path} holds no rows")
+    X = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+    names = list(getattr(src, "names", [f"x{i}" for i in range(X.shape[1])]))
+    if ext == ".npy" and X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    lengths = ids = None
+    if seq is not None:
+        lengths, ids = _runs(seq, sequence_column, path)
+    return X, names, lengths, ids
+
+
+def _read_column(path, column, key):
+    """The raw values of one column (any dtype) and the list of column names."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         try:
-            [float(c) for c in cells]
-            header = False
-        except ValueError:
-            header = True
-        names = cells if header else [f"x{i}" for i in range(len(cells))]
+            import pandas as pd
+        except ImportError:
+            raise ImportError("reading a sequence column needs pandas: pip install 'emkit[io]'") from None
+        if ext in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if ext == ".tsv" else ",")
+        names = [str(c) for c in df.columns]
+        if str(column) in names:
+            return df[df.columns[names.index(str(column))]].to_numpy(), names
+        if str(column).isdigit() and int(column) < len(names):
+            return df.iloc[:, int(column)].to_numpy(), names
+        raise ValueError(f"sequence column {column!r} not found in {path}; available columns: {', '.join(names)}")
+    X, names = _numeric_all(path, key)
+    if str(column) in names:
+        return X[:, names.index(str(column))], names
+    if str(column).isdigit() and int(column) < X.shape[1]:
+        return X[:, int(column)], names
+    raise ValueError(f"sequence column {column!r} not found in {path}; available columns: {', '.join(names)}")
+
+
+def _numeric_all(path, key):
+    from .sources import open_table
+
+    src = open_table(path, None, key=key)
+    X = np.concatenate([c for c, _ in src.chunks()])
+    return X, list(getattr(src, "names", [f"x{i}" for i in range(X.shape[1])]))
+
+
+def _runs(values, column, path):
+    """Lengths of the runs of equal consecutive values; every id must form a single run."""
+    values = np.asarray(values)
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [values.size]]))
+    ids = [values[s].item() if hasattr(values[s], "item") else values[s] for s in starts]
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"the rows of sequence {i!r} (column {column!r}) in {path} are not contiguous; "
+                             "sort the file by the sequence column")
+        seen.add(i)
+    return lengths.astype(np.int64), ids
+
+
+def write_table(path, columns):
+    """Write named columns (dict name -> 1-D array) as CSV/TSV, or Parquet by the extension."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    names = list(columns)
+    if ext in (".parquet", ".pq"):
         try:
-            X = np.loadtxt(path, delimiter=delim, skiprows=1 if header else 0, ndmin=2)
-        except ValueError as exc:
-            raise ValueError(f"{path}: could not read numeric values: {exc}") from None
-    if columns is not None:
-        idx = []
-        for c in columns:
-            if isinstance(c, int) or (isinstance(c, str) and c.isdigit() and c not in names):
-                i = int(c)
-                if not 0 <= i < X.shape[1]:
-                    raise ValueError(f"column index {i} out of range: {path} has {X.shape[1]} columns")
-                idx.append(i)
-            elif c in names:
-                idx.append(names.index(c))
-            else:
-                raise ValueError(f"column {c!r} not found in {path}; available columns: {', '.join(names)}")
-        X = X[:, idx]
-        names = [names[i] for i in idx]
-    return X, names
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ImportError("writing Parquet needs pyarrow: pip install 'emkit[io]'") from None
+        pq.write_table(pa.table({n: np.asarray(columns[n]) for n in names}), path)
+        return path
+    if ext not in (".csv", ".tsv", ".txt"):
+        raise ValueError(f"unsupported output file type {ext!r} for {path}; use .csv, .tsv or .parquet")
+    sep = "\t" if ext == ".tsv" else ","
+    cols = [np.asarray(columns[n]) for n in names]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(sep.join(names) + "\n")
+        for row in zip(*cols):
+            fh.write(sep.join(_cell(v) for v in row) + "\n")
+    return path
+
+
+def _cell(v):
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    return str(v)

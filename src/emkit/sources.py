@@ -221,7 +221,10 @@ def _need(module, extra):
 
 
 def _csv_source(path, columns, rows, sep):
-    pd = _need("pandas", "io")
+    try:
+        import pandas as pd
+    except ImportError:
+        return _csv_source_numpy(path, columns, rows, sep)
     try:
         head = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", nrows=5)
     except Exception as exc:  # pandas raises many types for malformed files
@@ -242,6 +245,36 @@ def _csv_source(path, columns, rows, sep):
                 yield values
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: could not parse: {exc}") from None
+
+    return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows)
+
+
+def _csv_source_numpy(path, columns, rows, sep):
+    """CSV reading without pandas (numeric cells only)."""
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline().strip()
+    if not first:
+        raise ValueError(f"{path} is empty")
+    sep = sep or ("\t" if "\t" in first and "," not in first else ",")
+    cells = [c.strip().strip('"') for c in first.split(sep)]
+    header = not all(_is_number(c) for c in cells)
+    names = cells if header else [f"x{i}" for i in range(len(cells))]
+    idx = _select_columns(names, columns, path)
+
+    def reader(n):
+        with open(path, encoding="utf-8") as fh:
+            if header:
+                fh.readline()
+            while True:
+                try:
+                    block = np.loadtxt(fh, delimiter=sep, usecols=idx, ndmin=2, max_rows=n)
+                except ValueError as exc:
+                    raise ValueError(f"{path}: could not read numeric values: {exc}") from None
+                if block.shape[0] == 0:
+                    return
+                yield block
+                if block.shape[0] < n:
+                    return
 
     return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows)
 

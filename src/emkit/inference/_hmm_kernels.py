@@ -228,24 +228,31 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, vp):
                 for k in range(K):
                     u[k] = pi[k]
             else:
-                # u = (vp @ A) / c_{t-1}; two output states per pass so that
-                # every vp[i] load feeds two FMAs
+                # u = (vp @ A) / c_{t-1}; four output states per pass so that
+                # every vp[i] load feeds four FMAs (the loop is load-bound)
                 j = 0
-                while j + 1 < K:
+                while j + 3 < K:
                     acc0 = 0.0
                     acc1 = 0.0
+                    acc2 = 0.0
+                    acc3 = 0.0
                     for i in range(K):
                         x = vp[i]
                         acc0 += AT[j, i] * x
                         acc1 += AT[j + 1, i] * x
+                        acc2 += AT[j + 2, i] * x
+                        acc3 += AT[j + 3, i] * x
                     u[j] = acc0 * inv
                     u[j + 1] = acc1 * inv
-                    j += 2
-                if j < K:
+                    u[j + 2] = acc2 * inv
+                    u[j + 3] = acc3 * inv
+                    j += 4
+                while j < K:
                     acc0 = 0.0
                     for i in range(K):
                         acc0 += AT[j, i] * vp[i]
                     u[j] = acc0 * inv
+                    j += 1
             c = 0.0
             for k in range(K):
                 v = u[k] * E[base + k]
@@ -319,23 +326,30 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, 
                     w[k] = E[base + k]
                 hi = col
                 continue
-            # bu = A w_{t+1}, two states per pass (see _forward_scaled)
+            # bu = A w_{t+1}, four states per pass (see _forward_scaled)
             i = 0
-            while i + 1 < K:
+            while i + 3 < K:
                 acc0 = 0.0
                 acc1 = 0.0
+                acc2 = 0.0
+                acc3 = 0.0
                 for j in range(K):
                     x = w[j]
                     acc0 += A[i, j] * x
                     acc1 += A[i + 1, j] * x
+                    acc2 += A[i + 2, j] * x
+                    acc3 += A[i + 3, j] * x
                 bu[i] = acc0 * scale
                 bu[i + 1] = acc1 * scale
-                i += 2
-            if i < K:
+                bu[i + 2] = acc2 * scale
+                bu[i + 3] = acc3 * scale
+                i += 4
+            while i < K:
                 acc0 = 0.0
                 for j in range(K):
                     acc0 += A[i, j] * w[j]
                 bu[i] = acc0 * scale
+                i += 1
             bmax = 0.0
             Z = 0.0
             for i in range(K):
