@@ -161,17 +161,27 @@ def _vexp(x, out, ebits, n):
         out[q] = out[q] * scale[q]
 
 
+@njit(cache=True, nogil=True)
+def _row_flushed(X, base, K):
+    """True if some finite x in X[base:base + K] was flushed to 0 by _vexp."""
+    for k in range(K):
+        v = X[base + k]
+        if v < _EXP_FLOOR and v > _NEG_INF:
+            return True
+    return False
+
+
 # rows per chunk for the batched exponentials (keeps the buffers in L1/L2)
 _CHUNK = 128
 
 
 @njit(cache=True, nogil=True)
-def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, compute_max):
+def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, compute_max):
     """E[(t - c0) * K + k] = exp(ll[t, k] - mx[t]) for t in [c0, c1).
 
-    With ``compute_max`` the row maxima are computed and stored in ``mx``;
-    returns False if some row is entirely -inf.  FL[t - c0] is True when
-    some finite entry of row t was flushed to zero.
+    X[(t - c0) * K + k] keeps ll[t, k] - mx[t] (see _row_flushed).  With
+    ``compute_max`` the row maxima are computed and stored in ``mx``; returns
+    False if some row is entirely -inf.
     """
     K = ll.shape[1]
     n = 0
@@ -183,13 +193,9 @@ def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, compute_max):
             mx[t] = m
         else:
             m = mx[t]
-        flag = False
         for k in range(K):
-            v = np.float64(ll[t, k]) - m
-            X[n] = v
-            flag |= (v < _EXP_FLOOR) & (v > _NEG_INF)
+            X[n] = np.float64(ll[t, k]) - m
             n += 1
-        FL[t - c0] = flag
     _vexp(X, E, EB, n)
     return True
 
@@ -200,7 +206,7 @@ def _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, compute_max):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, vp):
+def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, u, vp):
     """Scaled forward pass over ll[a:b].
 
     out[t] <- alpha_hat_t = p(z_t | x_a..x_t), mx[t] <- max_k ll[t, k],
@@ -220,7 +226,7 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, vp):
     inv = 1.0
     for c0 in range(a, b, _CHUNK):
         c1 = min(c0 + _CHUNK, b)
-        if not _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, True):
+        if not _chunk_frameprob(ll, c0, c1, mx, X, E, EB, True):
             return False, 0.0
         for t in range(c0, c1):
             base = (t - c0) * K
@@ -260,7 +266,7 @@ def _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, vp):
                 c += v
             if not (c >= _TINY):
                 return False, 0.0
-            if FL[t - c0] and c < _FLAG_MIN_C:
+            if c < _FLAG_MIN_C and _row_flushed(X, base, K):
                 return False, 0.0
             cs[t] = c
             inv = 1.0 / c
@@ -292,7 +298,7 @@ def _acc_outer_chunk(S, P, Q, lo, hi):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, u, bu, w):
+def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, P, Q, u, bu, w):
     """Scaled forward-backward for the sequence ll[a:b].
 
     Writes posteriors to post[a:b] and adds sum_t outer(alpha_t / Z_t, w_{t+1})
@@ -307,7 +313,7 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, 
     buffered per chunk (P, Q) and reduced with vectorised dot products.
     """
     K = A.shape[0]
-    ok, loglik = _forward_scaled(pi, AT, ll, a, b, post, mx, cs, X, E, EB, FL, u, w)
+    ok, loglik = _forward_scaled(pi, AT, ll, a, b, post, mx, cs, X, E, EB, u, w)
     if not ok:
         return False, 0.0
     # gamma_{b-1} = alpha_hat_{b-1} is already in post[b - 1].
@@ -316,7 +322,7 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, 
     last_c0 = a + ((b - 1 - a) // _CHUNK) * _CHUNK
     for c0 in range(last_c0, a - 1, -_CHUNK):
         c1 = min(c0 + _CHUNK, b)
-        _chunk_frameprob(ll, c0, c1, mx, X, E, EB, FL, False)
+        _chunk_frameprob(ll, c0, c1, mx, X, E, EB, False)
         hi = c1 - c0
         for t in range(c1 - 1, c0 - 1, -1):
             base = (t - c0) * K
@@ -358,7 +364,7 @@ def _fb_seq_scaled(pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, 
                 Z += post[t, i] * v
             if not (Z >= _TINY):
                 return False, 0.0
-            if FL[col] and cs[t] * Z < _FLAG_MIN_CZ:
+            if cs[t] * Z < _FLAG_MIN_CZ and _row_flushed(X, base, K):
                 return False, 0.0
             invZ = 1.0 / Z
             for j in range(K):
@@ -451,7 +457,6 @@ def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
-        FL = np.empty(_CHUNK, dtype=np.bool_)
         P = np.empty((K, _CHUNK), dtype=np.float64)
         Q = np.empty((K, _CHUNK), dtype=np.float64)
         S = S_blk[blk]
@@ -467,7 +472,7 @@ def forward_backward_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts
             if not force_log:
                 Sseq[:, :] = 0.0
                 ok, lp = _fb_seq_scaled(
-                    pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, FL, P, Q, u, bu, w
+                    pi, A, AT, ll, a, b, post, mx, cs, Sseq, X, E, EB, P, Q, u, bu, w
                 )
                 if ok:
                     for i in range(K):
@@ -547,7 +552,6 @@ def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
-        FL = np.empty(_CHUNK, dtype=np.bool_)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -556,7 +560,7 @@ def filter_kernel(pi, AT, logpi, logA, ll, seq_starts, block_starts, force_log):
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, FL, u, la)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, out, mx, cs, X, E, EB, u, la)
             if not ok:
                 lp = _filter_seq_log(logpi, logA, ll, a, b, out, la, u, False)
             seq_ll[s] = lp
@@ -613,9 +617,9 @@ def viterbi_kernel(logpi, logAT, ll, seq_starts, block_starts):
                 nxt = 0
                 for i in range(K):
                     v = delta[t - 1, i] + logAT[arg, i]
-                    if v > best:
-                        best = v
-                        nxt = i
+                    gt = v > best
+                    nxt = i if gt else nxt
+                    best = v if gt else best
                 arg = nxt
                 path[t - 1] = arg
     return seq_lp, path
@@ -700,7 +704,6 @@ def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, forc
         X = np.empty(_CHUNK * K, dtype=np.float64)
         E = np.empty(_CHUNK * K, dtype=np.float64)
         EB = np.empty(_CHUNK * K, dtype=np.int64)
-        FL = np.empty(_CHUNK, dtype=np.bool_)
         for s in range(block_starts[blk], block_starts[blk + 1]):
             a = seq_starts[s]
             b = seq_starts[s + 1]
@@ -709,7 +712,7 @@ def ffbs_kernel(pi, A, AT, logpi, logA, ll, seq_starts, block_starts, unif, forc
             ok = False
             lp = 0.0
             if not force_log:
-                ok, lp = _forward_scaled(pi, AT, ll, a, b, fwd, mx, cs, X, E, EB, FL, u, la)
+                ok, lp = _forward_scaled(pi, AT, ll, a, b, fwd, mx, cs, X, E, EB, u, la)
                 if ok:
                     ok = _ffbs_seq_scaled(A, a, b, fwd, unif, path, wts)
             if not ok:

@@ -108,3 +108,114 @@ def lloyd_chunk(X, G, c_sq, sample_weight, labels, sums, counts):
         for d in range(D):
             sums[best, d] += w * X[i, d]
     return inertia
+
+
+# -- K-means with Hamerly's bounds (exact Lloyd iterations that skip most distance computations) ------
+
+@njit(cache=True, nogil=True)
+def best_two_from_products(X, C, GT, c_sq, labels, upper, lower):
+    """Full assignment of a chunk from ``GT = C @ X.T`` (K, n): nearest centre, the distance to it
+    (upper bound) and to the second nearest (lower bound), both recomputed directly from the rows.
+
+    The scan runs centre by centre over all rows, which vectorises.
+    """
+    K, n = GT.shape
+    D = X.shape[1]
+    b1 = np.full(n, np.inf)
+    b2 = np.full(n, np.inf)
+    i2 = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        labels[i] = 0
+    for k in range(K):
+        ck = c_sq[k]
+        for i in range(n):
+            v = ck - 2.0 * GT[k, i]
+            if v < b1[i]:
+                b2[i] = b1[i]
+                i2[i] = labels[i]
+                b1[i] = v
+                labels[i] = k
+            elif v < b2[i]:
+                b2[i] = v
+                i2[i] = k
+    for i in range(n):
+        a = labels[i]
+        s1 = 0.0
+        s2 = 0.0
+        for d in range(D):
+            v = X[i, d] - C[a, d]
+            s1 += v * v
+            w = X[i, d] - C[i2[i], d]
+            s2 += w * w
+        upper[i] = math.sqrt(s1)
+        lower[i] = math.sqrt(s2) if K > 1 else np.inf
+
+
+@njit(cache=True, nogil=True)
+def hamerly_bounds(X, C, labels, upper, lower, shift, half_sep, need):
+    """Hamerly's test for a chunk of rows after the centres moved by ``shift`` (K,).
+
+    Loosens each row's bounds by the moves and keeps its label when the upper bound (tightened
+    to the exact distance if needed) is within ``max(lower bound, half_sep[label])``, where
+    ``half_sep[k]`` is half the distance from centre k to its nearest other centre.  Rows that
+    fail get ``need[i] = 1`` and must be reassigned in full.  Returns their number.
+    """
+    n, D = X.shape
+    K = C.shape[0]
+    j1 = 0
+    for k in range(1, K):
+        if shift[k] > shift[j1]:
+            j1 = k
+    s1 = shift[j1]
+    s2 = 0.0
+    for k in range(K):
+        if k != j1 and shift[k] > s2:
+            s2 = shift[k]
+    count = 0
+    for i in range(n):
+        a = labels[i]
+        u = upper[i] + shift[a]
+        lo = lower[i] - (s2 if a == j1 else s1)
+        m = half_sep[a] if half_sep[a] > lo else lo
+        need[i] = 0
+        if u > m:
+            s = 0.0
+            for d in range(D):
+                v = X[i, d] - C[a, d]
+                s += v * v
+            u = math.sqrt(s)
+            if u > m:
+                need[i] = 1
+                count += 1
+        upper[i] = u
+        lower[i] = lo
+    return count
+
+
+@njit(cache=True, nogil=True)
+def cluster_sums(X, labels, sample_weight, sums, counts):
+    """Add the (weighted) rows of a chunk into ``sums`` (K, D) and their weights into ``counts`` (K,)."""
+    n, D = X.shape
+    weighted = sample_weight.shape[0] > 0
+    for i in range(n):
+        w = sample_weight[i] if weighted else 1.0
+        k = labels[i]
+        counts[k] += w
+        for d in range(D):
+            sums[k, d] += w * X[i, d]
+
+
+@njit(cache=True, nogil=True)
+def weighted_inertia(X, C, labels, sample_weight):
+    """``sum_i w_i ||x_i - c_{label_i}||^2`` over a chunk."""
+    n, D = X.shape
+    weighted = sample_weight.shape[0] > 0
+    acc = 0.0
+    for i in range(n):
+        s = 0.0
+        k = labels[i]
+        for d in range(D):
+            v = X[i, d] - C[k, d]
+            s += v * v
+        acc += (sample_weight[i] if weighted else 1.0) * s
+    return acc

@@ -28,7 +28,7 @@ before exponentiating) and accumulate the log normalisers, so arbitrarily
 long sequences give a finite log-likelihood.  A sequence whose scaled
 recursion would leave the safe floating point range (a step where no state is
 possible, a normaliser below 1e-290, ...) is recomputed with exact log-space
-recursions (about 10x slower, but only for that sequence).  A sequence whose
+recursions (about 15x slower, but only for that sequence).  A sequence whose
 likelihood is exactly zero under the model gets log-likelihood ``-inf`` and
 contributes zeros; no function ever returns NaN.  Zero entries of
 ``startprob`` / ``transmat`` give exact zeros in the corresponding posteriors

@@ -14,7 +14,8 @@ from ..data import chunk_rows, row_slices
 from ..em import StepSchedule, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 from ..io import register
-from ..inference._kernels import lloyd_chunk
+from ..inference._kernels import (best_two_from_products, cluster_sums, hamerly_bounds, lloyd_chunk,
+                                  weighted_inertia)
 from ..sources import ArraySource
 from ..stats import Stats, reduce_stats
 
@@ -161,40 +162,112 @@ def _relocate_empty(X, stats, labels, centers_old, sample_weight):
     return KMeansStats(counts=counts, sums=sums, inertia=stats.inertia, n_samples=stats.n_samples)
 
 
+def _half_separation(centers):
+    """Half the distance from each centre to its nearest other centre, (K,)."""
+    K = centers.shape[0]
+    if K == 1:
+        return np.full(1, np.inf)
+    sq = np.einsum("ij,ij->i", centers, centers)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * centers @ centers.T, 0.0)
+    np.fill_diagonal(d2, np.inf)
+    return 0.5 * np.sqrt(d2.min(axis=1))
+
+
+def _full_assignment(X, centers, labels=None, upper=None, lower=None, rows=None):
+    """Nearest centre of every row (or of ``rows``, an index array) with exact Euclidean upper and
+    lower bounds, through BLAS products per chunk."""
+    n = X.shape[0] if rows is None else rows.size
+    out_labels, out_upper, out_lower = np.empty(n, dtype=np.int64), np.empty(n), np.empty(n)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    step = 4096
+
+    def one(sl):
+        Xc = X[sl] if rows is None else X[rows[sl]]
+        best_two_from_products(Xc, centers, centers @ Xc.T, c_sq, out_labels[sl], out_upper[sl], out_lower[sl])
+
+    map_chunks(one, [(sl,) for sl in row_slices(n, step)])
+    if rows is None:
+        return out_labels, out_upper, out_lower
+    labels[rows], upper[rows], lower[rows] = out_labels, out_upper, out_lower
+    return labels, upper, lower
+
+
+def _over_chunks(func, n, rows=1 << 15):
+    """``func(slice)`` over fixed chunks of rows on the thread pool; results in chunk order."""
+    return map_chunks(func, [(sl,) for sl in row_slices(n, rows)])
+
+
+def _reassign(X, centers, labels, upper, lower, shift, need):
+    """Hamerly step: keep the labels the bounds prove, reassign the other rows in full."""
+    half = _half_separation(centers)
+    counts = _over_chunks(lambda sl: hamerly_bounds(X[sl], centers, labels[sl], upper[sl], lower[sl], shift, half,
+                                                    need[sl]), X.shape[0])
+    if sum(counts):
+        _full_assignment(X, centers, labels, upper, lower, rows=np.flatnonzero(need))
+
+
+def _cluster_sums(X, labels, sw, K):
+    def one(sl):
+        sums, counts = np.zeros((K, X.shape[1])), np.zeros(K)
+        cluster_sums(X[sl], labels[sl], sw[sl] if sw.size else sw, sums, counts)
+        return sums, counts
+
+    parts = _over_chunks(one, X.shape[0])
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def _inertia(X, centers, labels, sw):
+    parts = _over_chunks(lambda sl: weighted_inertia(X[sl], centers, labels[sl], sw[sl] if sw.size else sw),
+                         X.shape[0])
+    return float(sum(parts))
+
+
 def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
     """Lloyd iterations from ``centers`` until labels stop changing or centres move less than ``tol``.
 
-    ``tol`` is absolute here (a squared distance); :class:`KMeans` scales it by the data's variance.
+    Each iteration assigns every row to its nearest centre and moves the centres to the means of
+    their rows, exactly as Lloyd's algorithm; Hamerly's distance bounds let most rows keep their
+    label without computing distances once the centres settle.  Empty clusters are moved to the
+    rows farthest from their centres.  ``tol`` is absolute here (a squared distance);
+    :class:`KMeans` scales it by the data's variance.
 
     Returns
     -------
     labels, inertia, centers, n_iter, converged
     """
+    X = np.asarray(X)
     centers = np.array(centers, dtype=np.float64)
+    K = centers.shape[0]
+    sw = _EMPTY if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    labels, upper, lower = _full_assignment(X, centers)
+    need = np.empty(X.shape[0], dtype=np.uint8)
     labels_old = None
-    strict = False
-    converged = False
+    strict = converged = False
+    shift = np.zeros(K)
     for it in range(1, max_iter + 1):
-        labels, stats = lloyd_step(X, centers, sample_weight)
-        stats = _relocate_empty(X, stats, labels, centers, sample_weight)
+        if it > 1:
+            _reassign(X, centers, labels, upper, lower, shift, need)
+        sums, counts = _cluster_sums(X, labels, sw, K)
+        stats = _relocate_empty(X, KMeansStats(counts=counts, sums=sums, inertia=np.nan), labels, centers,
+                                sample_weight)
         nonempty = stats.counts > 0
         new_centers = centers.copy()
         new_centers[nonempty] = stats.sums[nonempty] / stats.counts[nonempty, None]
-        shift = float(((new_centers - centers) ** 2).sum())
+        shift = np.sqrt(((new_centers - centers) ** 2).sum(axis=1))
+        shift_tot = float((shift**2).sum())
         centers = new_centers
         if verbose:
-            print(f"  iteration {it}: inertia {stats.inertia:.8g}, centre shift {shift:.3g}")
+            print(f"  iteration {it}: centre shift {shift_tot:.3g}")
         if labels_old is not None and np.array_equal(labels, labels_old):
             strict = converged = True
             break
-        if shift <= tol:
+        if shift_tot <= tol:
             converged = True
             break
-        labels_old = labels
-    if not strict:
-        labels, _ = lloyd_step(X, centers, sample_weight)
-    _, dist = assign(X, centers, sample_weight)
-    return labels, float(dist.sum()), centers, it, converged
+        labels_old = labels.copy()
+    if not strict:  # labels under the final centres
+        _reassign(X, centers, labels, upper, lower, shift, need)
+    return labels, _inertia(X, centers, labels, sw), centers, it, converged
 
 
 @register
