@@ -1,0 +1,43 @@
+"""One and two threads give bit-identical results (chunk statistics are summed in a fixed order)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import json, warnings
+    import numpy as np
+    import emkit
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40000, 5)) + rng.integers(0, 4, size=(40000, 1)) * 3
+    out = {}
+    for cov in ("full", "diag"):
+        gm = emkit.GaussianMixture(4, covariance_type=cov, random_state=0, max_iter=5, tol=0).fit(X)
+        out["gmm-" + cov] = [float(v).hex() for v in gm.lower_bounds_] + [float(v).hex() for v in gm.means_.ravel()]
+    km = emkit.KMeans(6, random_state=0, max_iter=20).fit(X)
+    out["kmeans"] = [float(km.inertia_).hex()] + [float(v).hex() for v in km.cluster_centers_.ravel()]
+    hmm = emkit.GaussianHMM(3, random_state=0, max_iter=5, tol=0).fit(X[:20000], [5000] * 4)
+    out["hmm"] = [float(v).hex() for v in hmm.lower_bounds_] + [float(v).hex() for v in hmm.transmat_.ravel()]
+    print(json.dumps(out))
+""")
+
+
+def _run(threads):
+    env = dict(os.environ, EMKIT_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")
+def test_one_and_two_threads_agree_bitwise():
+    one, two = _run(1), _run(2)
+    for key in one:
+        assert one[key] == two[key], key
