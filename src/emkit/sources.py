@@ -363,13 +363,8 @@ class DaskSource:
         return self.X.shape[0]
 
     def expectation(self, model, params):
-        import dask
-
-        params_d = dask.delayed(params, traverse=False)
-        model_d = dask.delayed(model, traverse=False)
-        parts = [dask.delayed(expectation_local_chunks)(model_d, params_d, Xb, wb, self.rows)
-                 for Xb, wb in self._blocks]
-        return dask.compute(_tree_sum(parts))[0]
+        return _dask_expectation(expectation_local_chunks, model, params,
+                                 [(Xb, wb, self.rows) for Xb, wb in self._blocks])
 
     def sample(self, n, rng):
         N = self.X.shape[0]
@@ -381,6 +376,16 @@ class DaskSource:
         X = self.X[idx].compute()
         sw = None if self.sample_weight is None else self.sample_weight[idx].compute()
         return _as_float(X), sw
+
+
+def _dask_expectation(func, model, params, blocks):
+    """``func(model, params, *block)`` on the workers for every block, tree-reduced; the sum comes back."""
+    import dask
+
+    params_d = dask.delayed(params, traverse=False)  # sent once per iteration, not once per block
+    model_d = dask.delayed(model, traverse=False)
+    parts = [dask.delayed(func)(model_d, params_d, *block) for block in blocks]
+    return dask.compute(_tree_sum(parts))[0]
 
 
 def _tree_sum(parts):
@@ -465,12 +470,7 @@ class DaskSequenceSource:
         return self.X.shape[0]
 
     def expectation(self, model, params):
-        import dask
-
-        params_d = dask.delayed(params, traverse=False)
-        model_d = dask.delayed(model, traverse=False)
-        parts = [dask.delayed(_sequence_e_step)(model_d, params_d, Xb, lens) for Xb, lens in self._blocks]
-        return dask.compute(_tree_sum(parts))[0]
+        return _dask_expectation(_sequence_e_step, model, params, self._blocks)
 
     def chunks(self):
         for Xb, lens in self._blocks:
