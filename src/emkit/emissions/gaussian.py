@@ -133,10 +133,12 @@ class _CovarianceType:
     """Strategy for one covariance type (see module docstring).
 
     ``Xs`` below is data minus the statistics centre ``c`` (float64, (n, D)); ``m`` is the
-    means minus ``c`` (K, D).
+    means minus ``c`` (K, D).  Types with ``direct = True`` take the raw rows and means in
+    ``mahalanobis`` instead.
     """
 
     name: str
+    direct = False
 
     # shapes, counting, checks
     def compact_shape(self, K, D):
@@ -368,12 +370,14 @@ class _Diag(_CovarianceType):
     def log_det_cholesky(self, pc, D):
         return np.log(pc).sum(axis=1)
 
-    def mahalanobis(self, Xs, m, pc):
-        P = pc**2  # (K, D)
-        out = (Xs * Xs) @ P.T
-        out -= Xs @ (2.0 * m * P).T
-        out += np.einsum("kd,kd->k", m * m, P)[None, :]
-        np.maximum(out, 0.0, out=out)
+    direct = True  # distances computed from the raw rows by a compiled kernel, exactly
+
+    def precision_matrix(self, pc, D):
+        return pc**2
+
+    def mahalanobis(self, X, means, pc):
+        out = np.empty((X.shape[0], means.shape[0]))
+        _k.diag_mahalanobis(X, means, np.ascontiguousarray(self.precision_matrix(pc, X.shape[1])), out)
         return out
 
     def second_moments(self, Xs, W):
@@ -403,13 +407,8 @@ class _Spherical(_Diag):
     def log_det_cholesky(self, pc, D):
         return D * np.log(pc)
 
-    def mahalanobis(self, Xs, m, pc):
-        out = Xs @ (-2.0 * m.T)
-        out += np.einsum("ij,ij->i", Xs, Xs)[:, None]
-        out += np.einsum("kd,kd->k", m, m)[None, :]
-        np.maximum(out, 0.0, out=out)
-        out *= (pc**2)[None, :]
-        return out
+    def precision_matrix(self, pc, D):
+        return np.repeat((pc**2)[:, None], D, axis=1)
 
     def second_moments(self, Xs, W):
         return W.T @ np.einsum("ij,ij->i", Xs, Xs)
@@ -456,9 +455,12 @@ class GaussianEmission:
     def log_likelihood(self, params, X):
         """``log N(x_n | mu_k, Sigma_k)`` as an (n, K) array."""
         D = X.shape[1]
-        c = self.center_of(params)
-        maha = self.cov.mahalanobis(np.subtract(X, c, dtype=np.float64), params.means - c,
-                                    params.precisions_cholesky)
+        if self.cov.direct:
+            maha = self.cov.mahalanobis(X, params.means, params.precisions_cholesky)
+        else:
+            c = self.center_of(params)
+            maha = self.cov.mahalanobis(np.subtract(X, c, dtype=np.float64), params.means - c,
+                                        params.precisions_cholesky)
         maha *= -0.5
         maha += self.cov.log_det_cholesky(params.precisions_cholesky, D) - 0.5 * D * LOG_2PI
         return maha

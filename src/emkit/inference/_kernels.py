@@ -219,3 +219,17 @@ def weighted_inertia(X, C, labels, sample_weight):
             s += v * v
         acc += (sample_weight[i] if weighted else 1.0) * s
     return acc
+
+
+@njit(cache=True, nogil=True)
+def diag_mahalanobis(X, means, P, out):
+    """``out[i, k] = sum_d (X[i, d] - means[k, d])^2 * P[k, d]`` (diagonal precisions P (K, D))."""
+    n, D = X.shape
+    K = means.shape[0]
+    for i in range(n):
+        for k in range(K):
+            s = 0.0
+            for d in range(D):
+                v = X[i, d] - means[k, d]
+                s += v * v * P[k, d]
+            out[i, k] = s
