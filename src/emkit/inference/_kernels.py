@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._hmm_kernels import _vexp
+
 _NEG_INF = -np.inf
 
 
@@ -20,28 +22,36 @@ _NEG_INF = -np.inf
 def normalize_log_resp(lp, log_norm):
     """In place: ``lp`` (n, K) log joint -> responsibilities; ``log_norm`` (n,) <- logsumexp of each row.
 
-    A row whose entries are all -inf gets log_norm -inf and zero responsibilities.
+    A row whose entries are all -inf gets log_norm -inf and zero responsibilities.  The
+    exponentials go through a vectorised exp (responsibilities below exp(-708) of a row's
+    largest become 0).
     """
     n, K = lp.shape
+    flat = lp.reshape(n * K)
+    ebits = np.empty(n * K, dtype=np.int64)
     for i in range(n):
         m = _NEG_INF
         for k in range(K):
             if lp[i, k] > m:
                 m = lp[i, k]
+        log_norm[i] = m
         if m == _NEG_INF:
-            log_norm[i] = _NEG_INF
             for k in range(K):
-                lp[i, k] = 0.0
+                lp[i, k] = _NEG_INF
+        else:
+            for k in range(K):
+                lp[i, k] -= m
+    _vexp(flat, flat, ebits, n * K)
+    for i in range(n):
+        if log_norm[i] == _NEG_INF:
             continue
         s = 0.0
         for k in range(K):
-            e = math.exp(lp[i, k] - m)
-            lp[i, k] = e
-            s += e
+            s += lp[i, k]
         inv = 1.0 / s
         for k in range(K):
             lp[i, k] *= inv
-        log_norm[i] = m + math.log(s)
+        log_norm[i] += math.log(s)
 
 
 @njit(cache=True, nogil=True)

@@ -114,6 +114,12 @@ class BaseHMM(EMEstimator):
         emission parameters and the start/transition counts."""
         K = self.n_components
         emission = self._make_emission(source.n_features)
+        inits = [getattr(self, a[:-1] + "_init") for a in self._emission_attributes]
+        if all(v is not None for v in inits + [self.startprob_init, self.transmat_init]):
+            # every starting value is given: no seeding pass over the data
+            return HMMParams(startprob=check_probability_vector(self.startprob_init, "startprob_init", K),
+                             transmat=check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K)),
+                             emission=self._apply_emission_inits(None, source.n_features))
         if not self._kmeans_seeded:
             eparams = self._random_emission_params(rng)
             startprob, trans = np.ones(K), np.ones((K, K))
