@@ -56,7 +56,8 @@ def map_chunks(func, chunks):
 
     ``chunks`` may be a lazy iterable (a file read chunk by chunk): at most two chunks per
     thread are in flight, so memory stays bounded.  While chunks run in parallel, BLAS is
-    limited to one thread per chunk so that the threads do not oversubscribe the cores.
+    limited to one thread per chunk, and so are the compiled parallel kernels, so that the
+    threads do not oversubscribe the cores.
     """
     threads = n_threads()
     if threads == 1:
@@ -75,12 +76,21 @@ def map_chunks(func, chunks):
     pending = deque()
     with threadpool_limits(limits=1, user_api="blas"):
         for c in itertools.chain((first, second), it):
-            pending.append(pool.submit(func, *c))
+            pending.append(pool.submit(_single_threaded, func, *c))
             if len(pending) >= 2 * threads:
                 results.append(pending.popleft().result())
         while pending:
             results.append(pending.popleft().result())
     return results
+
+
+def _single_threaded(func, *args):
+    """Run ``func`` with compiled parallel kernels limited to this thread (the setting is per thread)."""
+    import numba
+
+    if numba.get_num_threads() != 1:
+        numba.set_num_threads(1)
+    return func(*args)
 
 
 def expectation(model, params, source):

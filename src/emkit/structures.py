@@ -138,8 +138,6 @@ class MarkovChain:
         Names of the parameters re-estimated by the M-step (None: all).
     """
 
-    parallel_chunks = False  # forward-backward is parallel inside
-
     def __init__(self, emission, startprob_prior=1.0, transmat_prior=1.0, kappa=0.0, learn=None):
         self.emission = emission
         K = emission.n_components

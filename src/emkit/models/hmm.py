@@ -24,7 +24,7 @@ from .base import EMEstimator
 from .kmeans import assign, kmeans_plusplus
 
 #: Frames per E-step chunk (chunks hold whole sequences).
-HMM_CHUNK_FRAMES = 1 << 17
+HMM_CHUNK_FRAMES = 1 << 15
 #: Frames sampled for the k-means++ seeding of the emissions.
 INIT_SAMPLE_FRAMES = 200_000
 DECODE_ALGORITHMS = ("viterbi", "map")
