@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Target number of float64 values in the (rows x K x D)-sized temporaries of one chunk.
-CHUNK_ELEMENTS = 1 << 18
+CHUNK_ELEMENTS = 1 << 20
 
 
 def chunk_rows(n_components, n_features, chunk_size=None):

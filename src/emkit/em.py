@@ -20,6 +20,7 @@ Dask sources compute them on the workers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -84,6 +85,19 @@ def map_chunks(func, chunks):
     return results
 
 
+def blas_single_threaded():
+    """Context limiting BLAS to one thread while emkit's own pool provides the parallelism.
+
+    Tiny BLAS/LAPACK calls (the M-step's 10 x 10 Cholesky solves) are many times slower when
+    they wake a multi-threaded BLAS; large products run one per pool thread instead.
+    """
+    if n_threads() == 1:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _single_threaded(func, *args):
     """Run ``func`` with compiled parallel kernels limited to this thread (the setting is per thread)."""
     import numba
@@ -125,6 +139,11 @@ def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, in
         Called as ``callback(info)`` after each iteration with a dict holding
         ``init``, ``iteration``, ``lower_bound``, ``change``, ``params`` and ``seconds``.
     """
+    with blas_single_threaded():
+        return _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound)
+
+
+def _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound):
     result = EMResult(params=params)
     lower = start_lower_bound
     t0 = time.perf_counter()
@@ -252,6 +271,11 @@ def run_stochastic_em(model, params, batches, *, schedule, tol, max_iter, verbos
     in force when the batch arrived; EM stops when it changes by less than ``tol`` between
     passes.
     """
+    with blas_single_threaded():
+        return _run_stochastic_em(model, params, batches, schedule, tol, max_iter, verbose, callback, init_index)
+
+
+def _run_stochastic_em(model, params, batches, schedule, tol, max_iter, verbose, callback, init_index):
     result = EMResult(params=params)
     state = None
     lower = -np.inf

@@ -22,7 +22,7 @@ from .kmeans import KMeans, assign, kmeans_plusplus
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def _n_distinct_at_least(X, k, probe=100_000):
+def _n_distinct_at_least(X, k, probe=2_000):
     """Whether X has at least ``k`` distinct rows (cheap for large X)."""
     head = X[:probe]
     if np.unique(head, axis=0).shape[0] >= k:
