@@ -21,6 +21,7 @@ Dask sources compute them on the workers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import time
@@ -96,6 +97,21 @@ def blas_single_threaded():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def parallel_kernels_threadsafe():
+    """Whether compiled parallel kernels may be called from several threads at once.
+
+    True for numba's OpenMP and TBB threading layers; numba's fallback "workqueue" layer aborts
+    on concurrent calls, so models whose E-step uses parallel kernels then run chunks in turn.
+    """
+    from .inference import hmm
+
+    hmm.forward_backward(np.ones(1), np.ones((1, 1)), np.zeros((2, 1)))  # starts the threading layer
+    import numba
+
+    return numba.threading_layer() in ("omp", "tbb")
 
 
 def _single_threaded(func, *args):

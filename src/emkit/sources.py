@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from .em import expectation_local_chunks, map_chunks
+from .em import expectation_local_chunks, map_chunks, parallel_kernels_threadsafe
 from .stats import reduce_stats
 
 #: Rows read per chunk from files.
@@ -74,7 +74,7 @@ class ArraySource:
 
 
 def _local_expectation(model, params, chunks):
-    if getattr(model, "parallel_chunks", True):
+    if not getattr(model, "uses_parallel_kernels", False) or parallel_kernels_threadsafe():
         return reduce_stats(map_chunks(lambda *c: model.e_step(params, *c), chunks))
     return reduce_stats(model.e_step(params, *c) for c in chunks)
 

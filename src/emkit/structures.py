@@ -138,6 +138,9 @@ class MarkovChain:
         Names of the parameters re-estimated by the M-step (None: all).
     """
 
+    #: forward-backward is a compiled parallel kernel (see :func:`emkit.em.parallel_kernels_threadsafe`)
+    uses_parallel_kernels = True
+
     def __init__(self, emission, startprob_prior=1.0, transmat_prior=1.0, kappa=0.0, learn=None):
         self.emission = emission
         K = emission.n_components

@@ -11,7 +11,7 @@ from .._base import BaseEstimator
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
                            check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
-from ..em import StepSchedule, map_chunks, online_update, run_stochastic_em
+from ..em import StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 from ..io import register
 from ..inference._kernels import (best_two_from_products, cluster_sums, hamerly_bounds, lloyd_chunk,
@@ -235,8 +235,11 @@ def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
     -------
     labels, inertia, centers, n_iter, converged
     """
-    X = np.asarray(X)
-    centers = np.array(centers, dtype=np.float64)
+    with blas_single_threaded():
+        return _lloyd(np.asarray(X), np.array(centers, dtype=np.float64), sample_weight, max_iter, tol, verbose)
+
+
+def _lloyd(X, centers, sample_weight, max_iter, tol, verbose):
     K = centers.shape[0]
     sw = _EMPTY if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     labels, upper, lower = _full_assignment(X, centers)
