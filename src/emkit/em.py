@@ -54,7 +54,12 @@ def _pool():
 
 
 def map_chunks(func, chunks):
-    """``[func(*chunk) for chunk in chunks]`` in order, run on the thread pool.
+    """``[func(*chunk) for chunk in chunks]`` in order, run on the thread pool (see :func:`imap_chunks`)."""
+    return list(imap_chunks(func, chunks))
+
+
+def imap_chunks(func, chunks):
+    """``func(*chunk)`` for every chunk, yielded in chunk order, run on the thread pool.
 
     ``chunks`` may be a lazy iterable (a file read chunk by chunk): at most two chunks per
     thread are in flight, so memory stays bounded.  While chunks run in parallel, BLAS is
@@ -63,27 +68,28 @@ def map_chunks(func, chunks):
     """
     threads = n_threads()
     if threads == 1:
-        return [func(*c) for c in chunks]
+        for c in chunks:
+            yield func(*c)
+        return
     it = iter(chunks)
     first = next(it, None)
     if first is None:
-        return []
+        return
     second = next(it, None)
     if second is None:
-        return [func(*first)]
+        yield func(*first)
+        return
     from threadpoolctl import threadpool_limits
 
     pool = _pool()
-    results = []
     pending = deque()
     with threadpool_limits(limits=1, user_api="blas"):
         for c in itertools.chain((first, second), it):
             pending.append(pool.submit(_single_threaded, func, *c))
             if len(pending) >= 2 * threads:
-                results.append(pending.popleft().result())
+                yield pending.popleft().result()
         while pending:
-            results.append(pending.popleft().result())
-    return results
+            yield pending.popleft().result()
 
 
 def blas_single_threaded():

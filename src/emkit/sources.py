@@ -20,11 +20,23 @@ import os
 
 import numpy as np
 
-from .em import expectation_local_chunks, map_chunks, parallel_kernels_threadsafe
+from .em import expectation_local_chunks, imap_chunks, parallel_kernels_threadsafe
 from .stats import reduce_stats
 
 #: Rows read per chunk from files.
 FILE_CHUNK_ROWS = 1 << 16
+
+
+def sample_indices(N, n, rng):
+    """``n`` distinct indices drawn uniformly from ``range(N)``, sorted, without an array of size N."""
+    if n >= N:
+        return np.arange(N)
+    if N <= 4 * n:
+        return np.sort(rng.choice(N, size=n, replace=False))
+    picked = np.unique(rng.integers(0, N, size=n + n // 4 + 16))
+    while picked.size < n:  # rare: too many repeats
+        picked = np.union1d(picked, rng.integers(0, N, size=n))
+    return np.sort(rng.choice(picked, size=n, replace=False))
 
 
 def _as_float(chunk):
@@ -68,14 +80,14 @@ class ArraySource:
         N = self.X.shape[0]
         if N <= n:
             return _as_float(self.X[:]), self.sample_weight
-        idx = np.sort(rng.choice(N, size=n, replace=False))
+        idx = sample_indices(N, n, rng)
         sw = None if self.sample_weight is None else self.sample_weight[idx]
         return _as_float(self.X[idx]), sw
 
 
 def _local_expectation(model, params, chunks):
     if not getattr(model, "uses_parallel_kernels", False) or parallel_kernels_threadsafe():
-        return reduce_stats(map_chunks(lambda *c: model.e_step(params, *c), chunks))
+        return reduce_stats(imap_chunks(lambda *c: model.e_step(params, *c), chunks))
     return reduce_stats(model.e_step(params, *c) for c in chunks)
 
 
@@ -372,7 +384,7 @@ class DaskSource:
             X = self.X.compute()
             sw = None if self.sample_weight is None else self.sample_weight.compute()
             return _as_float(X), sw
-        idx = np.sort(rng.choice(N, size=n, replace=False))
+        idx = sample_indices(N, n, rng)
         X = self.X[idx].compute()
         sw = None if self.sample_weight is None else self.sample_weight[idx].compute()
         return _as_float(X), sw
@@ -429,7 +441,7 @@ class SequenceSource:
         N = self.X.shape[0]
         if N <= n:
             return _as_float(self.X[:])
-        idx = np.sort(rng.choice(N, size=n, replace=False))
+        idx = sample_indices(N, n, rng)
         return _as_float(self.X[idx])
 
 
@@ -480,7 +492,7 @@ class DaskSequenceSource:
         N = self.X.shape[0]
         if N <= n:
             return _as_float(self.X.compute())
-        idx = np.sort(rng.choice(N, size=n, replace=False))
+        idx = sample_indices(N, n, rng)
         return _as_float(self.X[idx].compute())
 
 

@@ -22,13 +22,11 @@ from .kmeans import KMeans, assign, kmeans_plusplus
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def _n_distinct_at_least(X, k, probe=2_000):
-    """Whether X has at least ``k`` distinct rows (cheap for large X)."""
-    head = X[:probe]
-    if np.unique(head, axis=0).shape[0] >= k:
-        return True
-    if X.shape[0] <= probe:
-        return False
+_DISTINCT_PROBE = 5_000
+
+
+def _n_distinct_at_least(X, k):
+    """Whether the rows of ``X`` (a probe of the data) hold at least ``k`` distinct points."""
     return np.unique(X, axis=0).shape[0] >= k
 
 
@@ -308,8 +306,11 @@ class GaussianMixture(EMEstimator):
     def _fit(self, X, sample_weight, callback, algorithm="em", batch_size=None, schedule=None):
         source = self._source(X, sample_weight)
         self._check_parameters(source)
-        sample, _ = source.sample(self.init_sample_size, np.random.default_rng(0))
-        if not _n_distinct_at_least(sample, self.n_components):
+        probe, _ = source.sample(_DISTINCT_PROBE, np.random.default_rng(0))
+        few = not _n_distinct_at_least(probe, self.n_components)
+        if few and isinstance(source, ArraySource) and source.n_rows > probe.shape[0]:
+            few = not _n_distinct_at_least(np.asarray(source.X), self.n_components)  # settle it on all rows
+        if few:
             warnings.warn(f"X has fewer distinct points than n_components={self.n_components}; some components "
                           "will be duplicates", ConvergenceWarning, stacklevel=3)
         self.n_features_in_ = source.n_features
