@@ -238,14 +238,12 @@ class _Full(_CovarianceType):
     def log_det_cholesky(self, pc, D):
         return np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
 
-    def mahalanobis(self, Xs, m, pc):
-        K, D = m.shape
-        U = np.ascontiguousarray(pc.transpose(1, 0, 2).reshape(D, K * D))  # [U_1 ... U_K]
-        bias = np.einsum("kd,kde->ke", m, pc).ravel()
-        Y = Xs @ U
-        out = np.empty((Xs.shape[0], K))
-        _k.full_log_density(Y, bias, D, np.zeros(K), out)
-        out *= -2.0
+    direct = True  # distances from the raw rows, vectorised over rows, using only the triangles
+
+    def mahalanobis(self, X, means, pc):
+        out = np.empty((X.shape[0], means.shape[0]))
+        XT = np.ascontiguousarray(X.T, dtype=np.float64)
+        _k.full_mahalanobis_t(XT, np.ascontiguousarray(means), np.ascontiguousarray(pc), out)
         return out
 
     def second_moments(self, Xs, W):
@@ -276,6 +274,7 @@ class _Full(_CovarianceType):
 
 class _Tied(_Full):
     name = "tied"
+    direct = False
 
     def compact_shape(self, K, D):
         return (D, D)

@@ -55,24 +55,6 @@ def normalize_log_resp(lp, log_norm):
 
 
 @njit(cache=True, nogil=True)
-def full_log_density(Y, bias, D, const, out):
-    """``out[i, k] = const[k] - 0.5 * ||Y[i, kD:(k+1)D] - bias[kD:(k+1)D]||^2``.
-
-    ``Y`` (n, K*D) holds the data projected on every component's precision factor.
-    """
-    n = Y.shape[0]
-    K = const.shape[0]
-    for i in range(n):
-        for k in range(K):
-            s = 0.0
-            o = k * D
-            for d in range(D):
-                v = Y[i, o + d] - bias[o + d]
-                s += v * v
-            out[i, k] = const[k] - 0.5 * s
-
-
-@njit(cache=True, nogil=True)
 def outer_products(Xs, out):
     """Upper-triangle products ``out[i, p(a, b)] = Xs[i, a] * Xs[i, b]`` for a <= b, row-major pairs."""
     n, D = Xs.shape
@@ -243,3 +225,37 @@ def diag_mahalanobis(X, means, P, out):
                 v = X[i, d] - means[k, d]
                 s += v * v * P[k, d]
             out[i, k] = s
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def full_mahalanobis_t(XT, means, U, out):
+    """Squared Mahalanobis distances with full precisions, vectorised over rows.
+
+    ``XT`` (D, n) holds the chunk's rows as columns (float64, contiguous); ``U`` (K, D, D) the
+    upper-triangular precision factors (``U @ U.T`` is the precision).  Fills ``out`` (n, K) with
+    ``|| (x_i - mu_k)^T U_k ||^2``, using only the triangle of ``U_k``.
+    """
+    D, n = XT.shape
+    K = means.shape[0]
+    xc = np.empty((D, n))
+    y = np.empty(n)
+    acc = np.empty(n)
+    for k in range(K):
+        for l in range(D):
+            m = means[k, l]
+            for i in range(n):
+                xc[l, i] = XT[l, i] - m
+        for i in range(n):
+            acc[i] = 0.0
+        for j in range(D):
+            u = U[k, 0, j]
+            for i in range(n):
+                y[i] = xc[0, i] * u
+            for l in range(1, j + 1):
+                u = U[k, l, j]
+                for i in range(n):
+                    y[i] += xc[l, i] * u
+            for i in range(n):
+                acc[i] += y[i] * y[i]
+        for i in range(n):
+            out[i, k] = acc[i]
