@@ -26,6 +26,9 @@ import platform
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import cpu_model, cpus_available, git_state, version  # noqa: E402
 import tempfile
 import time
 from pathlib import Path
@@ -828,25 +831,10 @@ def render_table(rows):
     return "\n".join(lines)
 
 
-def _version(dist):
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine_info():
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     cpu = cpu or platform.processor() or platform.machine()
     emkit_version = None
     try:
@@ -854,25 +842,17 @@ def machine_info():
         emkit_version = m and m.group(1)
     except OSError:
         pass
-    git = {}
-    try:
-        git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                       timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout
-        git["src_modified"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    git = git_state(ROOT)
     return {
         "cpu_model": cpu,
         "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_available": cpus_available(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "versions": {"emkit": emkit_version, "numpy": _version("numpy"), "scipy": _version("scipy"),
-                     "numba": _version("numba"), "scikit-learn": _version("scikit-learn"),
-                     "hmmlearn": _version("hmmlearn"), "threadpoolctl": _version("threadpoolctl")},
+        "versions": {"emkit": emkit_version, "numpy": version("numpy"), "scipy": version("scipy"),
+                     "numba": version("numba"), "scikit-learn": version("scikit-learn"),
+                     "hmmlearn": version("hmmlearn"), "threadpoolctl": version("threadpoolctl")},
         "git": git,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

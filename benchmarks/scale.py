@@ -37,6 +37,9 @@ import platform
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import cpu_model, cpus_available, git_state, version  # noqa: E402
 import tempfile
 import threading
 import time
@@ -772,25 +775,10 @@ def render_table(rows):
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
-def _version(dist):
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine_info():
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem_total = None
     try:
         with open("/proc/meminfo") as fh:
@@ -799,24 +787,16 @@ def machine_info():
                     mem_total = int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    git = {}
-    try:
-        git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                       timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout
-        git["src_modified"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    git = git_state(ROOT)
     return {
         "cpu_model": cpu or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_available": cpus_available(),
         "mem_total_mb": mem_total,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "versions": {d: _version(d) for d in ("numpy", "scipy", "numba", "dask", "distributed", "threadpoolctl")},
+        "versions": {d: version(d) for d in ("numpy", "scipy", "numba", "dask", "distributed", "threadpoolctl")},
         "git": git,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
