@@ -26,9 +26,11 @@ demo: $(VENV)/.installed-core
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
-## make bench: speed against scikit-learn and hmmlearn, printed as a table and written as JSON
+## make bench: speed against scikit-learn and hmmlearn, and the out-of-core / online / Dask targets,
+## printed as tables and written as JSON (benchmarks/results.json, benchmarks/scale_results.json)
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
