@@ -186,3 +186,13 @@ def test_cli_datasets_and_bad_model_file(tmp_path, capsys):
     assert "not a readable emkit model file" in err and err.count("\n") == 1
     assert main(["select", "--example", "faithful", "-k", "x-y"]) == 2
     assert "n-components" in capsys.readouterr().err
+
+
+def test_cli_categorical_from_one_column_csv(tmp_path, capsys):
+    path = tmp_path / "symbols.csv"
+    rng = np.random.default_rng(0)
+    path.write_text("symbol\n" + "\n".join(str(v) for v in rng.integers(0, 3, size=200)) + "\n")
+    assert main(["fit", str(path), "--model", "categorical-hmm", "-k", "2", "--seed", "0", "--json",
+                 "-o", str(tmp_path / "o")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "CategoricalHMM" and sum(info["counts"]) == 200

@@ -32,9 +32,18 @@ def _fit_quiet(model, *args, **kwargs):
 
 def test_schedule():
     s = StepSchedule(kappa=0.7, tau=1.0)
-    assert s.step(0) == 1.0
+    assert s.step(1) == 1.0
     assert s.step(3) == pytest.approx(4.0 ** -0.7)
     assert StepSchedule(kappa=1.0, min_step=0.05).step(1000) == 0.05
+    # tau=0, kappa=1 is the running mean of the batches
+    from emkit.em import online_update
+    from emkit.models.kmeans import HardMixture, KMeansStats
+
+    state, centers = None, np.zeros((1, 1))
+    for i, v in enumerate([1.0, 2.0, 6.0]):
+        batch = KMeansStats(counts=np.array([1.0]), sums=np.array([[v]]), inertia=0.0, n_samples=1.0)
+        centers, state = online_update(HardMixture(), centers, state, batch, StepSchedule(kappa=1.0, tau=0.0))
+    assert centers[0, 0] == pytest.approx(3.0)
     for bad in (dict(kappa=0.5), dict(kappa=1.2), dict(tau=-1.0), dict(min_step=1.0)):
         with pytest.raises(ValueError, match="schedule"):
             StepSchedule(**bad)
@@ -286,3 +295,57 @@ def test_dask_hmm_matches_in_memory(dask_client):
     np.testing.assert_allclose(b.means_, a.means_, rtol=1e-8)
     np.testing.assert_allclose(b.transmat_, a.transmat_, rtol=1e-8)
     np.testing.assert_allclose(b.lower_bounds_, a.lower_bounds_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, KMeans, GaussianHMM])
+def test_partial_fit_continues_after_fit_and_after_reload(tmp_path, cls):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + 6])
+    rng.shuffle(X)
+    centres = (lambda m: m.cluster_centers_ if cls is KMeans else m.means_)
+    # after a batch fit, one small batch moves the model a little, it does not refit on the batch
+    fitted = cls(2, random_state=0).fit(X[:7000])
+    before = np.sort(centres(fitted).copy(), axis=0)
+    fitted.partial_fit(X[7000:7010])
+    assert np.abs(np.sort(centres(fitted), axis=0) - before).max() < 0.05
+    # a streamed model saved and loaded continues exactly as the one kept in memory
+    stream = cls(2, random_state=0)
+    for i in range(0, 7000, 500):
+        stream.partial_fit(X[i:i + 500])
+    back = emkit.load(stream.save(tmp_path / "m.npz"))
+    stream.partial_fit(X[7000:7100])
+    back.partial_fit(X[7000:7100])
+    np.testing.assert_allclose(centres(back), centres(stream), rtol=1e-12)
+
+
+def test_csv_layouts(tmp_path):
+    cases = {
+        "one.csv": ("value\n1.5\n2.5\n3.5\n", (3, 1), ["value"]),
+        "symbols.csv": ("1\n2\n0\n1\n", (4, 1), ["x0"]),
+        "nohead.csv": ("0.5,1,2.0\n0.7,1,2.1\n", (2, 3), ["x0", "x1", "x2"]),
+        "repeat.csv": ("1.5,1.5,2\n3,4,5\n", (2, 3), ["x0", "x1", "x2"]),
+        "semicolon.csv": ("a;b\n1;2\n3;4\n", (2, 2), ["a", "b"]),
+        "tabs.tsv": ("a\tb\n1\t2\n", (1, 2), ["a", "b"]),
+    }
+    from emkit.io import read_table
+
+    for name, (text, shape, names) in cases.items():
+        (tmp_path / name).write_text(text)
+        X, got_names, _, _ = read_table(tmp_path / name)
+        assert X.shape == shape and got_names == names, name
+    X, names, lengths, ids = read_table(tmp_path / "nohead.csv", sequence_column="x1")
+    assert names == ["x0", "x2"] and lengths.tolist() == [2] and ids == [1]
+
+
+def test_bad_sequence_inputs():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="each sequence must be a 2-D array"):
+        GaussianHMM(2).fit([rng.normal(size=100), rng.normal(size=100)])
+    with pytest.raises(ValueError, match="at most order=3 frames"):
+        emkit.ARHMM(2, order=3).fit([rng.normal(size=(2, 2)), rng.normal(size=(3, 2))])
+    impossible = PoissonHMM.from_params([1.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], lambdas=[[0.0], [3.0]])
+    for method in (impossible.predict, impossible.predict_proba, impossible.filter):
+        with pytest.raises(ValueError, match="zero probability"):
+            method(np.array([[1.0]]))
+    with pytest.raises(ValueError, match="rescale X"):
+        GaussianMixture(2, init_params="random", random_state=0).fit(rng.normal(size=(100, 2)) * 1e200)

@@ -142,6 +142,7 @@ class EMResult:
     lower_bounds: list = field(default_factory=list)
     converged: bool = False
     n_iter: int = 0
+    online_state: object = None  # running statistics to continue with stochastic EM
 
     @property
     def lower_bound(self):
@@ -178,6 +179,7 @@ def _run_em(model, params, source, tol, max_iter, verbose, callback, init_index,
         result.lower_bounds.append(float(lower))
         result.params = params
         result.n_iter = it
+        result.online_state = OnlineState.from_batch(stats)
         elapsed = time.perf_counter() - t0
         if verbose >= 2 or (verbose == 1 and (it == 1 or it % 10 == 0)):
             print(f"  init {init_index + 1} iteration {it}: lower bound {lower:.8g} (change {change:.3g}, {elapsed:.2f}s)")
@@ -205,9 +207,10 @@ def expectation_local_chunks(model, params, X, sample_weight, rows):
 class StepSchedule:
     """Step sizes of stochastic EM: ``alpha_i = max((i + tau) ** -kappa, min_step)``.
 
-    The first mini-batch (``i = 0``) replaces the running statistics (``alpha = 1``); batch
-    ``i >= 1`` is folded in as ``S <- (1 - alpha_i) S + alpha_i s_i``, where ``s_i`` are the
-    batch's statistics normalised per sample.
+    Batches are numbered ``i = 1, 2, ...``.  The first replaces the running statistics
+    (``alpha_1 = 1``: there is nothing to mix with yet); batch ``i >= 2`` is folded in as
+    ``S <- (1 - alpha_i) S + alpha_i s_i``, where ``s_i`` are the batch's statistics normalised
+    per sample.  ``tau = 0, kappa = 1`` gives the running mean of all batches.
 
     Parameters
     ----------
@@ -233,9 +236,10 @@ class StepSchedule:
         check_float(self.min_step, "schedule min_step", minimum=0.0, maximum=1.0, include_max=False)
 
     def step(self, i):
-        if i == 0:
+        """``alpha_i`` for batch number ``i`` (1-based)."""
+        if i <= 1:
             return 1.0
-        return max((i + self.tau) ** -self.kappa, self.min_step)
+        return min(1.0, max((i + self.tau) ** -self.kappa, self.min_step))
 
     @classmethod
     def make(cls, schedule):
@@ -256,12 +260,22 @@ class StepSchedule:
 
 @dataclass
 class OnlineState:
-    """Running statistics of stochastic EM (normalised per sample) and counters."""
+    """Running statistics of stochastic EM (normalised per sample) and counters.
+
+    ``schedule`` is None for the state a batch fit leaves behind: the first ``partial_fit``
+    then picks the schedule and counts the fitted data as ``n_seen / batch size`` earlier
+    updates, so one new batch moves the model by a step that small, not by a refit.
+    """
 
     stats: object
-    schedule: StepSchedule
+    schedule: StepSchedule = None
     n_updates: int = 0
     n_seen: float = 0.0
+
+    @classmethod
+    def from_batch(cls, stats):
+        n = float(stats.n_samples)
+        return cls(stats=stats * (1.0 / n), schedule=None, n_updates=0, n_seen=n) if n > 0 else None
 
 
 def online_update(model, params, state, batch_stats, schedule=None):
@@ -277,7 +291,10 @@ def online_update(model, params, state, batch_stats, schedule=None):
     normalized = batch_stats * (1.0 / n)
     if state is None:
         state = OnlineState(stats=None, schedule=StepSchedule.make(schedule))
-    alpha = state.schedule.step(state.n_updates)
+    elif state.schedule is None:  # continuing from a batch fit
+        state = OnlineState(stats=state.stats, schedule=StepSchedule.make(schedule),
+                            n_updates=max(1, int(np.ceil(state.n_seen / n))), n_seen=state.n_seen)
+    alpha = state.schedule.step(state.n_updates + 1)
     running = normalized if state.stats is None or alpha >= 1.0 else state.stats * (1.0 - alpha) + normalized * alpha
     n_seen = state.n_seen + n
     new_params = model.m_step(running * n_seen, params)

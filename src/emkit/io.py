@@ -16,6 +16,9 @@ It holds
     hyperparameters that are arrays (for example ``means_init``).
 ``attr:<name>``
     fitted attributes.
+``online.<field>...``
+    the running statistics of online EM (``partial_fit``), described under ``online`` in the
+    metadata, so that a reloaded model continues its stream where it stopped.
 """
 
 from __future__ import annotations
@@ -104,11 +107,13 @@ def save_model(model, path):
         else:
             attributes[name] = "scalar"
             arrays[f"attr:{name}"] = np.asarray(_to_builtin(value))
+    online = _online_to_arrays(getattr(model, "_online_state", None), arrays)
     for key, a in arrays.items():
         if a.dtype == object:
             raise TypeError(f"{key} holds Python objects and cannot be stored without pickling")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "emkit_version": __version__,
-            "class": cls.__name__, "params": params, "attributes": attributes, "sha256": _digest(arrays)}
+            "class": cls.__name__, "params": params, "attributes": attributes, "online": online,
+            "sha256": _digest(arrays)}
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
@@ -161,7 +166,35 @@ def load_model(path):
         setattr(model, name, value)
     if hasattr(model, "_validate_fitted"):
         model._validate_fitted()
+    if meta.get("online"):
+        model._online_state = _online_from_arrays(meta["online"], arrays, path)
     return model
+
+
+def _online_to_arrays(state, arrays):
+    """Running statistics of online EM (so that ``partial_fit`` continues after a reload)."""
+    from .stats import stats_to_arrays
+
+    if state is None or state.stats is None:
+        return None
+    sa, desc = stats_to_arrays(state.stats, "online")
+    arrays.update(sa)
+    sched = None if state.schedule is None else {"kappa": state.schedule.kappa, "tau": state.schedule.tau,
+                                                 "min_step": state.schedule.min_step}
+    return {"stats": desc, "schedule": sched, "n_updates": int(state.n_updates), "n_seen": float(state.n_seen)}
+
+
+def _online_from_arrays(online, arrays, path):
+    from .em import OnlineState, StepSchedule
+    from .stats import stats_from_arrays
+
+    try:
+        stats = stats_from_arrays(online["stats"], arrays, "online")
+        schedule = None if online.get("schedule") is None else StepSchedule(**online["schedule"])
+        return OnlineState(stats=stats, schedule=schedule, n_updates=int(online["n_updates"]),
+                           n_seen=float(online["n_seen"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the online-EM state is damaged: {exc}") from None
 
 
 def read_table(path, columns=None, *, sequence_column=None, key=None):
@@ -221,11 +254,14 @@ def _read_column(path, column, key):
             raise ImportError("reading a sequence column needs pandas: pip install 'emkit[io]'") from None
         if ext in (".parquet", ".pq"):
             df = pd.read_parquet(path)
+            names = [str(c) for c in df.columns]
         else:
-            df = pd.read_csv(path, sep="\t" if ext == ".tsv" else ",")
-        names = [str(c) for c in df.columns]
+            from .sources import csv_layout
+
+            sep, header, names = csv_layout(path, "\t" if ext == ".tsv" else None)
+            df = pd.read_csv(path, sep=sep, header=0 if header else None, encoding="utf-8-sig")
         if str(column) in names:
-            return df[df.columns[names.index(str(column))]].to_numpy(), names
+            return df.iloc[:, names.index(str(column))].to_numpy(), names
         if str(column).isdigit() and int(column) < len(names):
             return df.iloc[:, int(column)].to_numpy(), names
         raise ValueError(f"sequence column {column!r} not found in {path}; available columns: {', '.join(names)}")

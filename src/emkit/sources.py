@@ -232,26 +232,39 @@ def _need(module, extra):
         raise ImportError(f"reading this file type needs {module}: pip install 'emkit[{extra}]'") from None
 
 
+def csv_layout(path, sep=None):
+    """Separator, header flag and column names of a delimited text file, from its first line.
+
+    The separator is ``sep`` if given, else a tab, comma or semicolon found in the first line
+    (a comma when there is none: one column).  The first line is a header unless every cell in
+    it is a number; without a header the columns are named ``x0, x1, ...``.
+    """
+    with open(path, encoding="utf-8-sig") as fh:
+        first = fh.readline().rstrip("\r\n")
+    if not first.strip():
+        raise ValueError(f"{path} is empty")
+    if sep is None:
+        sep = next((c for c in ("\t", ",", ";") if c in first), ",")
+    cells = [c.strip().strip('"').strip("'") for c in first.split(sep)]
+    header = not all(_is_number(c) for c in cells)
+    names = cells if header else [f"x{i}" for i in range(len(cells))]
+    return sep, header, names
+
+
 def _csv_source(path, columns, rows, sep):
     try:
         import pandas as pd
     except ImportError:
         return _csv_source_numpy(path, columns, rows, sep)
-    try:
-        head = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", nrows=5)
-    except Exception as exc:  # pandas raises many types for malformed files
-        raise ValueError(f"{path} could not be read as CSV: {exc}") from None
-    names = [str(c) for c in head.columns]
-    header = not all(_is_number(c) for c in names)
-    if not header:
-        names = [f"x{i}" for i in range(len(names))]
+    sep, header, names = csv_layout(path, sep)
     idx = _select_columns(names, columns, path)
-    sep = sep or ("\t" if "\t" in open(path, encoding="utf-8").readline() else ",")
+    order = np.argsort(np.argsort(idx))  # pandas returns the used columns in file order
 
     def reader(n):
         try:
-            for chunk in pd.read_csv(path, sep=sep, header=0 if header else None, usecols=idx, chunksize=n):
-                values = chunk.iloc[:, np.argsort(np.argsort(idx))].to_numpy() if len(idx) > 1 else chunk.to_numpy()
+            for chunk in pd.read_csv(path, sep=sep, header=0 if header else None, usecols=idx, chunksize=n,
+                                     encoding="utf-8-sig"):
+                values = chunk.iloc[:, order].to_numpy()
                 if values.dtype == object:
                     raise ValueError(f"{path} holds non-numeric values in the selected columns")
                 yield values
@@ -263,18 +276,11 @@ def _csv_source(path, columns, rows, sep):
 
 def _csv_source_numpy(path, columns, rows, sep):
     """CSV reading without pandas (numeric cells only)."""
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline().strip()
-    if not first:
-        raise ValueError(f"{path} is empty")
-    sep = sep or ("\t" if "\t" in first and "," not in first else ",")
-    cells = [c.strip().strip('"') for c in first.split(sep)]
-    header = not all(_is_number(c) for c in cells)
-    names = cells if header else [f"x{i}" for i in range(len(cells))]
+    sep, header, names = csv_layout(path, sep)
     idx = _select_columns(names, columns, path)
 
     def reader(n):
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             if header:
                 fh.readline()
             while True:

@@ -23,10 +23,17 @@ import operator
 import numpy as np
 
 
+_STATS_CLASSES = {}
+
+
 class Stats:
     """Base class of additive sufficient statistics (see module docstring)."""
 
     _frame_fields: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _STATS_CLASSES[cls.__name__] = cls
 
     def _summed_fields(self):
         return [f.name for f in dataclasses.fields(self) if f.name not in self._frame_fields]
@@ -79,3 +86,39 @@ def reduce_stats(stats_list):
     if not stats_list:
         raise ValueError("no statistics to reduce: the data had no chunks")
     return functools.reduce(operator.add, stats_list)
+
+
+def stats_to_arrays(stats, prefix):
+    """Flatten statistics into ``{name: ndarray}`` and a JSON-able description (for model files)."""
+    arrays, fields = {}, {}
+    for f in dataclasses.fields(stats):
+        value = getattr(stats, f.name)
+        key = f"{prefix}.{f.name}"
+        if isinstance(value, Stats):
+            sub_arrays, sub_desc = stats_to_arrays(value, key)
+            arrays.update(sub_arrays)
+            fields[f.name] = sub_desc
+        elif isinstance(value, str):
+            fields[f.name] = {"str": value}
+        else:
+            arrays[key] = np.asarray(value)
+            fields[f.name] = "array"
+    return arrays, {"class": type(stats).__name__, "fields": fields}
+
+
+def stats_from_arrays(desc, arrays, prefix):
+    """Inverse of :func:`stats_to_arrays`; only registered Stats classes are built."""
+    cls = _STATS_CLASSES.get(desc.get("class"))
+    if cls is None:
+        raise ValueError(f"unknown statistics class {desc.get('class')!r}")
+    values = {}
+    for name, kind in desc["fields"].items():
+        key = f"{prefix}.{name}"
+        if isinstance(kind, dict) and "class" in kind:
+            values[name] = stats_from_arrays(kind, arrays, key)
+        elif isinstance(kind, dict) and "str" in kind:
+            values[name] = str(kind["str"])
+        else:
+            a = arrays[key]
+            values[name] = a.item() if a.ndim == 0 else a
+    return cls(**values)

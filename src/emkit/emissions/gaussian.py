@@ -109,6 +109,9 @@ def _chol_upper_of_precision(precision):
 
 
 def _precision_cholesky_from_covariance(cov, reg_covar):
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("a covariance is not finite: the data's values are too large for float64 arithmetic "
+                         "(squares overflow); rescale X (for example divide it by its standard deviation)")
     try:
         chol = linalg.cholesky(cov, lower=True)
     except linalg.LinAlgError:
@@ -349,8 +352,11 @@ class _Diag(_CovarianceType):
         return precisions
 
     def precisions_cholesky(self, covariances, reg_covar):
+        if not np.all(np.isfinite(covariances)):
+            raise ValueError("a variance is not finite: the data's values are too large for float64 arithmetic "
+                             "(squares overflow); rescale X (for example divide it by its standard deviation)")
         scale = np.max(np.abs(covariances)) if covariances.size else 0.0
-        if not np.all(np.isfinite(covariances)) or np.any(covariances <= np.finfo(np.float64).eps * scale):
+        if np.any(covariances <= np.finfo(np.float64).eps * scale):
             raise ValueError(_SINGULAR_MESSAGE.format(reg=reg_covar))
         return 1.0 / np.sqrt(covariances)
 

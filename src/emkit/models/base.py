@@ -90,10 +90,10 @@ class EMEstimator(BaseEstimator):
             raise ValueError(f"X has {source.n_features} features, but the model was fitted with "
                              f"{self.n_features_in_} features")
         state = getattr(self, "_online_state", None)
-        if state is not None and schedule is not None and StepSchedule.make(schedule) != state.schedule:
+        if (state is not None and state.schedule is not None and schedule is not None
+                and StepSchedule.make(schedule) != state.schedule):
             raise ValueError("schedule cannot change between partial_fit calls; start a new model")
-        if state is None:
-            StepSchedule.make(schedule)  # validate before anything changes
+        StepSchedule.make(schedule)  # validate before anything changes
         if fitted:
             params = self._params_from_attributes()
         else:

@@ -35,6 +35,10 @@ def as_sequences(X, lengths=None, name="X"):
     if isinstance(X, (list, tuple)) and len(X) > 0 and lengths is None and all(
             hasattr(x, "shape") or isinstance(x, (list, tuple)) for x in X):
         arrays = [np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x) for x in X]
+        bad = next((i for i, a in enumerate(arrays) if a.ndim != 2), None)
+        if bad is not None and any(a.ndim >= 1 and a.size > 1 for a in arrays):
+            raise ValueError(f"{name}: each sequence must be a 2-D array (n_steps, n_features); sequence {bad} has "
+                             f"shape {arrays[bad].shape} (use x.reshape(-1, 1) for one feature)")
         if all(a.ndim == 2 for a in arrays):
             lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
             if np.any(lengths == 0):
@@ -307,6 +311,13 @@ class BaseHMM(EMEstimator):
                              "features")
         return X, lengths, params, self._frame_loglik(X, lengths, params)
 
+    @staticmethod
+    def _require_possible(log_likelihood):
+        """States of data that has zero probability under the model are undefined: say so."""
+        if not np.isfinite(log_likelihood):
+            raise ValueError("X has zero probability under this model (a forbidden start or transition, or an "
+                             "impossible emission), so its states are undefined; score(X) returns -inf")
+
     def score(self, X, lengths=None):
         """Log-likelihood ``log p(X)`` summed over sequences (hmmlearn's meaning)."""
         X, lengths, params, frame = self._checked(X, lengths)
@@ -316,6 +327,7 @@ class BaseHMM(EMEstimator):
         """``(log p(X), posteriors (n, K))``: the log-likelihood and the smoothed state posteriors."""
         X, lengths, params, frame = self._checked(X, lengths)
         post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        self._require_possible(post.log_likelihood)
         return post.log_likelihood, post.posteriors
 
     def predict_proba(self, X, lengths=None):
@@ -325,7 +337,9 @@ class BaseHMM(EMEstimator):
     def filter(self, X, lengths=None):
         """Causal (filtered) posteriors p(z_t | x_1..x_t), (n, K): no future data is used."""
         X, lengths, params, frame = self._checked(X, lengths)
-        return inference.filter(params.startprob, params.transmat, frame, lengths)[1]
+        log_likelihood, filtered = inference.filter(params.startprob, params.transmat, frame, lengths)
+        self._require_possible(log_likelihood)
+        return filtered
 
     def decode(self, X, lengths=None, algorithm=None):
         """Most probable states: ``(log_prob, states (n,))``.
@@ -336,8 +350,11 @@ class BaseHMM(EMEstimator):
         algorithm = check_choice(algorithm or self.algorithm, "algorithm", DECODE_ALGORITHMS)
         X, lengths, params, frame = self._checked(X, lengths)
         if algorithm == "viterbi":
-            return inference.viterbi(params.startprob, params.transmat, frame, lengths)
+            log_prob, path = inference.viterbi(params.startprob, params.transmat, frame, lengths)
+            self._require_possible(log_prob)
+            return log_prob, path
         post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        self._require_possible(post.log_likelihood)
         return post.log_likelihood, post.posteriors.argmax(axis=1)
 
     def predict(self, X, lengths=None):
@@ -728,6 +745,13 @@ class ARHMM(BaseHMM):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+
+    def _source(self, X, lengths):
+        source = super()._source(X, lengths)
+        if np.all(np.asarray(source.lengths) <= self.order):
+            raise ValueError(f"every sequence has at most order={self.order} frames, so none has a frame with a "
+                             "full history to fit the autoregression on; lower order or pass longer sequences")
+        return source
 
     def _make_emission(self, n_features):
         check_int(self.order, "order", minimum=1)

@@ -11,7 +11,7 @@ from .._base import BaseEstimator
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
                            check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
-from ..em import StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
+from ..em import OnlineState, StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 from ..io import register
 from ..inference._kernels import (best_two_from_products, cluster_sums, hamerly_bounds, lloyd_chunk,
@@ -375,6 +375,9 @@ class KMeans(BaseEstimator):
             if best is None or inertia < best[1]:
                 best = (labels, inertia, centers, n_iter)
         labels, inertia, centers, n_iter = best
+        sums, counts = _cluster_sums(X, labels, _EMPTY if sw is None else sw, K)
+        self._online_state = OnlineState.from_batch(
+            KMeansStats(counts=counts, sums=sums, inertia=inertia, n_samples=float(counts.sum())))
         n_distinct = np.unique(labels).size
         if n_distinct < K:
             warnings.warn(f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({K}). "
@@ -416,7 +419,8 @@ class KMeans(BaseEstimator):
         else:
             K, init, _ = self._check_params(X)
         state = getattr(self, "_online_state", None)
-        if state is not None and schedule is not None and StepSchedule.make(schedule) != state.schedule:
+        if (state is not None and state.schedule is not None and schedule is not None
+                and StepSchedule.make(schedule) != state.schedule):
             raise ValueError("schedule cannot change between partial_fit calls; start a new model")
         StepSchedule.make(schedule)
         if not fitted:
