@@ -129,11 +129,6 @@ def _single_threaded(func, *args):
     return func(*args)
 
 
-def expectation(model, params, source):
-    """Sum of the E-step statistics over every chunk of ``source``."""
-    return source.expectation(model, params)
-
-
 @dataclass
 class EMResult:
     """Outcome of one EM run."""

@@ -22,7 +22,6 @@ re-centred exactly before they are added.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np

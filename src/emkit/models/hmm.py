@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import (check_array, check_choice, check_float, check_int, check_lengths, check_probability_vector,
                            check_random_state, check_stochastic_matrix)
-from ..emissions.autoregressive import AREmission, ARParams
+from ..emissions.autoregressive import AREmission
 from ..emissions.categorical import CategoricalEmission, CategoricalParams
 from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
 from ..emissions.poisson import PoissonEmission, PoissonParams
