@@ -39,7 +39,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _machine import cpu_model, cpus_available, git_state, version  # noqa: E402
+from _machine import cpu_model, cpus_available, git_state, reset_peak_rss, version  # noqa: E402
 import tempfile
 import threading
 import time
@@ -165,16 +165,6 @@ def proc_status_kb(fields=("RssAnon", "RssFile", "VmRSS", "VmHWM")):
     except OSError:
         pass
     return out
-
-
-def reset_peak_rss():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class Phases:

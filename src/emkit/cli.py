@@ -513,6 +513,16 @@ def _add_model_options(p, k_help="number of components/states/clusters"):
     p.add_argument("--seed", type=int, default=None, help="random seed")
 
 
+def _model_command(sub, name, help_text, func):
+    """A subcommand that takes a model file first, then data (``--data``/``--example``) and ``--json``."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("model_file", metavar="MODEL")
+    _add_data_options(p, positional=False)
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="emkit", description="Fit clusters and hidden states by EM.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -525,20 +535,12 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="labels (and posteriors) of data under a saved model")
-    p.add_argument("model_file", metavar="MODEL")
-    _add_data_options(p, positional=False)
+    p = _model_command(sub, "predict", "labels (and posteriors) of data under a saved model", cmd_predict)
     p.add_argument("--posteriors", action="store_true", help="also write the posterior of every state")
     p.add_argument("--causal", action="store_true", help="HMMs: filtered posteriors, using no future data")
     p.add_argument("-o", "--output", help="output file, .csv/.tsv or .parquet (default labels.csv)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("score", help="log-likelihood, BIC and AIC of data under a saved model")
-    p.add_argument("model_file", metavar="MODEL")
-    _add_data_options(p, positional=False)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_score)
+    _model_command(sub, "score", "log-likelihood, BIC and AIC of data under a saved model", cmd_score)
 
     p = sub.add_parser("select", help="choose the number of components by BIC, AIC, ICL or held-out likelihood")
     _add_data_options(p)
@@ -549,22 +551,14 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("plot", help="plots of a saved model on data (PNG or SVG)")
-    p.add_argument("model_file", metavar="MODEL")
-    _add_data_options(p, positional=False)
+    p = _model_command(sub, "plot", "plots of a saved model on data (PNG or SVG)", cmd_plot)
     p.add_argument("--kind", default="all", help=f"comma-separated: {', '.join(PLOT_KINDS)}, or all (default)")
     p.add_argument("--format", choices=("png", "svg"), default="png")
     p.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("report", help="one self-contained HTML report of a saved model on data")
-    p.add_argument("model_file", metavar="MODEL")
-    _add_data_options(p, positional=False)
+    p = _model_command(sub, "report", "one self-contained HTML report of a saved model on data", cmd_report)
     p.add_argument("--selection", metavar="CSV", help="a selection table written by 'emkit select'")
     p.add_argument("-o", "--output", help="output HTML file (default report.html)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", help="what a model file holds")
     p.add_argument("model_file", metavar="MODEL")

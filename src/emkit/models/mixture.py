@@ -11,7 +11,7 @@ from .._validation import (check_array, check_choice, check_float, check_int, ch
                            check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
 from ..em import map_chunks
-from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
+from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams
 from ..exceptions import ConvergenceWarning
 from ..io import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
@@ -194,11 +194,7 @@ class GaussianMixture(EMEstimator):
         return MixtureParams(weights=weights, emission=eparams)
 
     def _params_from_attributes(self):
-        emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
-        return MixtureParams(weights=np.asarray(self.weights_, dtype=np.float64),
-                             emission=emission.params_from_covariances(
-                                 np.asarray(self.means_, dtype=np.float64),
-                                 np.asarray(self.covariances_, dtype=np.float64)))
+        return self._fitted_params()[1]
 
     def _set_attributes(self, params):
         cov = COVARIANCE_TYPES[self.covariance_type]
@@ -325,8 +321,6 @@ class GaussianMixture(EMEstimator):
     def _fitted_params(self):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
         emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
-        from ..emissions.gaussian import GaussianParams
-
         return emission, MixtureParams(weights=np.asarray(self.weights_, dtype=np.float64),
                                        emission=GaussianParams(np.asarray(self.means_, dtype=np.float64),
                                                                np.asarray(self.covariances_, dtype=np.float64),
