@@ -78,48 +78,83 @@ def save_model(model, path):
     """Write a fitted model to ``path`` (``.npz`` appended if missing). Returns the path written."""
     from . import __version__
 
-    cls = type(model)
-    if _REGISTRY.get(cls.__name__) is not cls:
-        raise TypeError(f"{cls.__name__} cannot be saved: it is not a registered emkit model")
-    names = getattr(model, "_fitted_attributes", ())
-    missing = [n for n in names if getattr(model, n, None) is None]
-    if missing:
-        raise ValueError(f"cannot save an unfitted {cls.__name__}: missing {', '.join(missing)}; call fit first")
-    arrays, params, attributes = {}, {}, {}
-    for key, value in model.get_params().items():
-        value = _to_builtin(value)
-        if isinstance(value, np.ndarray):
-            arrays[f"param:{key}"] = value
-        elif _jsonable(value):
-            params[key] = value
-        elif key == "random_state":
-            params[key] = None  # a Generator's state is not part of the model
-        else:
-            raise TypeError(f"hyperparameter {key}={value!r} cannot be stored in a model file")
-    for name in names:
-        value = getattr(model, name)
-        if isinstance(value, list):
-            attributes[name] = "list"
-            arrays[f"attr:{name}"] = np.asarray(value)
-        elif isinstance(value, np.ndarray):
-            attributes[name] = "array"
-            arrays[f"attr:{name}"] = value
-        else:
-            attributes[name] = "scalar"
-            arrays[f"attr:{name}"] = np.asarray(_to_builtin(value))
-    online = _online_to_arrays(getattr(model, "_online_state", None), arrays)
+    arrays = {}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "emkit_version": __version__,
+            **_encode(model, arrays, "")}
     for key, a in arrays.items():
         if a.dtype == object:
             raise TypeError(f"{key} holds Python objects and cannot be stored without pickling")
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "emkit_version": __version__,
-            "class": cls.__name__, "params": params, "attributes": attributes, "online": online,
-            "sha256": _digest(arrays)}
+    meta["sha256"] = _digest(arrays)
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
     with open(path, "wb") as fh:
         np.savez(fh, __emkit__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return path
+
+
+def _check_registered(cls):
+    if _REGISTRY.get(cls.__name__) is not cls:
+        raise TypeError(f"{cls.__name__} cannot be saved: it is not a registered emkit model")
+
+
+def _encode_params(model, arrays, prefix):
+    """JSON-able hyperparameters of ``model``; array ones go to ``arrays`` as ``<prefix>param:<name>``.
+
+    A dict with keys that are not strings (per-class settings keyed by class label) is stored as
+    ``{"__items__": [[key, value], ...]}``; an emkit estimator (a template) as
+    ``{"__estimator__": class name, "params": {...}}``.
+    """
+    params = {}
+    for key, value in model.get_params(deep=False).items():
+        value = _to_builtin(value)
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}param:{key}"] = value
+        elif isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            items = [[_to_builtin(k), _to_builtin(v)] for k, v in value.items()]
+            if not _jsonable(items):
+                raise TypeError(f"hyperparameter {key}={value!r} cannot be stored in a model file")
+            params[key] = {"__items__": items}
+        elif _jsonable(value):
+            params[key] = value
+        elif hasattr(value, "get_params") and not isinstance(value, type):
+            _check_registered(type(value))
+            params[key] = {"__estimator__": type(value).__name__,
+                           "params": _encode_params(value, arrays, f"{prefix}{key}.")}
+        elif key == "random_state":
+            params[key] = None  # a Generator's state is not part of the model
+        else:
+            raise TypeError(f"hyperparameter {key}={value!r} cannot be stored in a model file")
+    return params
+
+
+def _encode(model, arrays, prefix):
+    """Metadata entry (class, params, attributes, online, members) of a fitted model; arrays added."""
+    cls = type(model)
+    _check_registered(cls)
+    names = getattr(model, "_fitted_attributes", ())
+    missing = [n for n in names if getattr(model, n, None) is None]
+    if missing:
+        raise ValueError(f"cannot save an unfitted {cls.__name__}: missing {', '.join(missing)}; call fit first")
+    params, attributes = _encode_params(model, arrays, prefix), {}
+    for name in names:
+        value = getattr(model, name)
+        if isinstance(value, list):
+            attributes[name] = "list"
+            arrays[f"{prefix}attr:{name}"] = np.asarray(value)
+        elif isinstance(value, np.ndarray):
+            attributes[name] = "array"
+            arrays[f"{prefix}attr:{name}"] = value
+        else:
+            attributes[name] = "scalar"
+            arrays[f"{prefix}attr:{name}"] = np.asarray(_to_builtin(value))
+    entry = {"class": cls.__name__, "params": params, "attributes": attributes,
+             "online": _online_to_arrays(getattr(model, "_online_state", None), arrays, prefix)}
+    members = getattr(cls, "_member_attribute", None)  # composite models: a list of fitted estimators
+    if members:
+        entry["members"] = [_encode(m, arrays, f"{prefix}{members}.{i}.")
+                            for i, m in enumerate(getattr(model, members))]
+    return entry
 
 
 def load_model(path):
@@ -146,50 +181,83 @@ def load_model(path):
                          f"({FORMAT_VERSION}); upgrade emkit to read it")
     if meta.get("sha256") != _digest(arrays):
         raise ValueError(f"{path}: checksum mismatch — the file was altered or is damaged")
-    cls = _REGISTRY.get(meta.get("class"))
+    return _decode(meta, arrays, "", path)
+
+
+def _model_class(name, path):
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"{path}: unknown model class {meta.get('class')!r}; known: {sorted(_REGISTRY)}")
-    params = dict(meta.get("params", {}))
+        raise ValueError(f"{path}: unknown model class {name!r}; known: {sorted(_REGISTRY)}")
+    return cls
+
+
+def _decode_params(cls, params, arrays, prefix, path):
+    """An unfitted ``cls`` from the hyperparameters written by :func:`_encode_params`."""
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: hyperparameters of {cls.__name__} are damaged")
+    params = dict(params)
+    for key, value in params.items():
+        if isinstance(value, dict) and "__items__" in value:
+            items = value["__items__"]
+            if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+                raise ValueError(f"{path}: hyperparameter {key} of {cls.__name__} is damaged")
+            params[key] = {k: v for k, v in items}
+        elif isinstance(value, dict) and "__estimator__" in value:
+            params[key] = _decode_params(_model_class(value["__estimator__"], path), value.get("params"), arrays,
+                                         f"{prefix}{key}.", path)
+    head = f"{prefix}param:"
     for key in list(arrays):
-        if key.startswith("param:"):
-            params[key[6:]] = arrays.pop(key)
+        if key.startswith(head) and "." not in key[len(head):]:
+            params[key[len(head):]] = arrays[key]
     try:
-        model = cls(**params)
+        return cls(**params)
     except TypeError as exc:
         raise ValueError(f"{path}: hyperparameters do not match {cls.__name__}: {exc}") from None
-    for name, kind in meta.get("attributes", {}).items():
-        key = f"attr:{name}"
+
+
+def _decode(entry, arrays, prefix, path):
+    """The fitted model described by one metadata entry of :func:`_encode`."""
+    cls = _model_class(entry.get("class"), path)
+    model = _decode_params(cls, entry.get("params", {}), arrays, prefix, path)
+    for name, kind in entry.get("attributes", {}).items():
+        key = f"{prefix}attr:{name}"
         if key not in arrays:
             raise ValueError(f"{path}: fitted attribute {name} is missing")
         a = arrays[key]
         value = a.tolist() if kind == "list" else (a.item() if kind == "scalar" else a)
         setattr(model, name, value)
+    members = getattr(cls, "_member_attribute", None)
+    if members:
+        entries = entry.get("members")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f"{path}: the fitted models inside the {cls.__name__} are missing")
+        setattr(model, members, [_decode(e, arrays, f"{prefix}{members}.{i}.", path) for i, e in enumerate(entries)])
     if hasattr(model, "_validate_fitted"):
         model._validate_fitted()
-    if meta.get("online"):
-        model._online_state = _online_from_arrays(meta["online"], arrays, path)
+    if entry.get("online"):
+        model._online_state = _online_from_arrays(entry["online"], arrays, path, prefix)
     return model
 
 
-def _online_to_arrays(state, arrays):
+def _online_to_arrays(state, arrays, prefix=""):
     """Running statistics of online EM (so that ``partial_fit`` continues after a reload)."""
     from .stats import stats_to_arrays
 
     if state is None or state.stats is None:
         return None
-    sa, desc = stats_to_arrays(state.stats, "online")
+    sa, desc = stats_to_arrays(state.stats, f"{prefix}online")
     arrays.update(sa)
     sched = None if state.schedule is None else {"kappa": state.schedule.kappa, "tau": state.schedule.tau,
                                                  "min_step": state.schedule.min_step}
     return {"stats": desc, "schedule": sched, "n_updates": int(state.n_updates), "n_seen": float(state.n_seen)}
 
 
-def _online_from_arrays(online, arrays, path):
+def _online_from_arrays(online, arrays, path, prefix=""):
     from .em import OnlineState, StepSchedule
     from .stats import stats_from_arrays
 
     try:
-        stats = stats_from_arrays(online["stats"], arrays, "online")
+        stats = stats_from_arrays(online["stats"], arrays, f"{prefix}online")
         schedule = None if online.get("schedule") is None else StepSchedule(**online["schedule"])
         return OnlineState(stats=stats, schedule=schedule, n_updates=int(online["n_updates"]),
                            n_seen=float(online["n_seen"]))

@@ -323,6 +323,14 @@ class BaseHMM(EMEstimator):
         X, lengths, params, frame = self._checked(X, lengths)
         return inference.forward_backward(params.startprob, params.transmat, frame, lengths).log_likelihood
 
+    def score_sequences(self, X, lengths=None):
+        """Log-likelihood ``log p(X_i)`` of each sequence separately, ndarray (n_sequences,).
+
+        ``score`` is their sum; an impossible sequence gets ``-inf``.
+        """
+        X, lengths, params, frame = self._checked(X, lengths)
+        return inference.forward_backward(params.startprob, params.transmat, frame, lengths).seq_log_likelihood
+
     def score_samples(self, X, lengths=None):
         """``(log p(X), posteriors (n, K))``: the log-likelihood and the smoothed state posteriors."""
         X, lengths, params, frame = self._checked(X, lengths)
