@@ -224,3 +224,102 @@ def test_score_sequences_sums_to_score():
     assert per.shape == (len(seqs),)
     assert per.sum() == pytest.approx(m.score(seqs))
     np.testing.assert_allclose(per[1], m.score(seqs[1]))
+
+
+# -- selection, plot and command line -----------------------------------------------------------------------
+def test_select_chooses_components_per_class_by_bic():
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal([4, 4], 0.5, (80, 2)), rng.normal([-4, 3], 0.5, (80, 2)),
+                        rng.normal([0, 8], 0.7, (150, 2))])
+    y = np.repeat(["two", "two", "two", "one"], [150, 80, 80, 150])
+    sel = emkit.select(emkit.GaussianMixtureClassifier(random_state=0), X, range(1, 5), y=y, random_state=0)
+    assert sel.best_n_components == {"one": 1, "two": 3}
+    assert set(sel.table["class"]) == {"one", "two"} and len(sel.table) == 8
+    clf = sel.best_model
+    assert [m.n_components for m in clf.estimators_] == [1, 3]
+    assert clf.get_params()["n_components"] == {"one": 1, "two": 3}
+    assert clf.score(X, y) > 0.99 and abs(clf.is_anomalous(X).mean() - 0.01) <= 1.0 / len(y)
+    with pytest.raises(ValueError, match="y is only used with a GaussianMixtureClassifier"):
+        emkit.select(emkit.GaussianMixture(), X, range(1, 3), y=y)
+
+
+def test_decision_region_plot(tmp_path):
+    from emkit.plot import plot_decision_regions, save_figure
+
+    rng = np.random.default_rng(10)
+    X, y = _blobs(rng, [(0, 0, 0), (3, 0, 1), (0, 3, 2)], 60)
+    clf = emkit.GaussianMixtureClassifier(1, random_state=0).fit(X, y)
+    ax = plot_decision_regions(clf, X, y, resolution=40)
+    assert ax.get_xlabel() == "PC 1" and "ambiguous" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert save_figure(ax, tmp_path / "regions.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="y holds labels the classifier does not know"):
+        plot_decision_regions(clf, X, y + 7)
+
+
+def test_classify_command_line(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from emkit.cli import main
+
+    rng = np.random.default_rng(11)
+    X, y = _blobs(rng, [(0, 0), (4, 0), (2, 4)], 60)
+    df = pd.DataFrame({"x": X[:, 0], "species": np.array(["a", "b", "c"])[y], "y": X[:, 1]})
+    df.to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["classify", "fit", str(tmp_path / "train.csv"), "--label-column", "species", "-k", "1-2",
+                 "--seed", "0", "-o", str(out)]) == 0
+    for name in ("model.npz", "predictions.csv", "regions.png"):
+        assert (out / name).exists()
+    new = pd.DataFrame({"x": [2.0, 0.0, 40.0], "y": [1.3, 0.0, 40.0]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["classify", "predict", str(out / "model.npz"), "--data", str(tmp_path / "new.csv"),
+                 "-o", str(tmp_path / "pred.csv")]) == 0
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ["label", "p_a", "p_b", "p_c", "log_density", "ambiguous", "anomalous"]
+    assert pred["label"][1] == "a" and pred["ambiguous"].tolist()[:2] == [1, 0]
+    assert pred["anomalous"].tolist() == [0, 0, 1]
+    clf = emkit.load(out / "model.npz")
+    np.testing.assert_allclose(pred[["p_a", "p_b", "p_c"]], clf.predict_proba(new.to_numpy()))
+
+
+def test_classify_command_line_sequences_and_errors(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from emkit.cli import main
+
+    seqs, y = _sequence_classes(4, 30, 5)
+    df = pd.DataFrame({"rec": np.repeat([f"r{i}" for i in range(len(seqs))], 30),
+                       "x": np.concatenate(seqs)[:, 0], "kind": np.repeat(y, 30)})
+    df.to_csv(tmp_path / "seq.csv", index=False)
+    args = ["classify", "fit", str(tmp_path / "seq.csv"), "--label-column", "kind", "--sequence-column", "rec",
+            "--model", "gaussian-hmm", "-k", "2", "--max-iter", "20", "--seed", "0", "-o", str(tmp_path / "o")]
+    assert main(args) == 0
+    pred = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    assert list(pred.columns[:3]) == ["sequence", "n_frames", "label"] and len(pred) == len(seqs)
+    assert main(["classify", "predict", str(tmp_path / "o" / "model.npz"), "--data", str(tmp_path / "seq.csv"),
+                 "--sequence-column", "rec", "--label-column", "kind", "-o", str(tmp_path / "p.csv")]) == 0
+    capsys.readouterr()
+    assert main(args[:4] + ["nope"] + args[5:]) == 2
+    assert "label column 'nope' not found" in capsys.readouterr().err
+    df.assign(kind=np.arange(len(df)) % 3).to_csv(tmp_path / "mixed.csv", index=False)
+    assert main(["classify", "fit", str(tmp_path / "mixed.csv")] + args[3:]) == 2
+    assert "changes within sequence 'r0'" in capsys.readouterr().err
+    assert main(["classify", "predict", str(tmp_path / "o" / "model.npz"), "--data", str(tmp_path / "seq.csv")]) == 2
+    assert "give --sequence-column" in capsys.readouterr().err
+
+
+def test_classifier_benchmark_smoke(tmp_path):
+    """The benchmark script runs and reports every measure (tiny sizes: the numbers mean nothing)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "classifier.py"), "--rows", "3000",
+                           "--fit-rows", "2000", "--small-rows", "60", "--repeat", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert [r["name"] for r in doc["results"]] == ["predict", "classify", "fit"]
+    assert all(r["ratio"] > 0 for r in doc["results"]) and doc["accuracy"] > 0.9

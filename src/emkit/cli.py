@@ -1,7 +1,7 @@
 """The ``emkit`` command line.
 
-Subcommands: ``fit``, ``predict``, ``score``, ``select``, ``plot``, ``report``, ``info``,
-``datasets``.  One set of option names everywhere: ``--model``, ``-k/--n-components``,
+Subcommands: ``fit``, ``predict``, ``score``, ``select``, ``plot``, ``report``, ``classify fit``,
+``classify predict``, ``info``, ``datasets``.  One set of option names everywhere: ``--model``, ``-k/--n-components``,
 ``--columns``, ``--sequence-column``, ``--data``, ``-o/--output``, ``--example``, ``--json``,
 ``--seed``.  User errors print one line on stderr and exit with status 2; no traceback.
 """
@@ -476,7 +476,168 @@ def cmd_info(args):
         value = getattr(model, k)
         text = f"shape {tuple(shape)}" if shape else repr(value)
         lines.append(f"    {k}: {text}")
+    members = getattr(model, "estimators_", None)
+    if members is not None:  # a classifier: one fitted model per class
+        info["class_models"] = {str(c): repr(m) for c, m in zip(model.classes_, members)}
+        lines.append("  class models:")
+        lines += [f"    {c}: {m}" for c, m in info["class_models"].items()]
     _emit(args, lines, info)
+    return 0
+
+
+# -- classify ------------------------------------------------------------------------------------------
+def _labelled_data(args, label_required):
+    """Features, sequence lengths and ids, and the labels (one per row, or per sequence) of a table.
+
+    The feature columns are ``--columns`` or every column but the label and sequence columns.
+    """
+    from .io import _read_column, read_table
+
+    path = args.data
+    if getattr(args, "example", None):
+        raise UserError("--example data has no class labels: pass a labelled data file")
+    if not path:
+        raise UserError("no data given: pass a data file (CSV, TSV, .npy, Parquet or HDF5)")
+    label_col, seq_col = args.label_column, args.sequence_column
+    labels = None
+    columns = _columns(args)
+    if label_col is not None:
+        try:
+            labels, names_all = _read_column(path, label_col, None)
+        except ValueError:
+            if label_required:
+                raise UserError(f"label column {label_col!r} not found in {path}") from None
+            label_col = None
+    if columns is None and label_col is not None:
+        skip = {str(label_col), str(seq_col)}
+        columns = [n for i, n in enumerate(names_all) if n not in skip and str(i) not in skip]
+    X, names, lengths, ids = read_table(path, columns, sequence_column=seq_col)
+    if labels is not None and lengths is not None:  # one label per sequence: constant within it
+        starts = np.cumsum(lengths) - lengths
+        for s, L, i in zip(starts, lengths, ids):
+            if np.any(labels[s:s + L] != labels[s]):
+                raise UserError(f"the label column {label_col!r} changes within sequence {i!r}; a sequence "
+                                "classifier needs one label per sequence")
+        labels = labels[starts]
+    return Data(X, names, lengths, ids, path), labels
+
+
+def _build_classifier(args):
+    import emkit
+
+    if args.model == "kmeans":
+        raise UserError("--model kmeans has no likelihood to classify with; use gmm or an HMM")
+    flags = dict(ambiguity_threshold=args.ambiguity_threshold, anomaly_quantile=args.anomaly_quantile)
+    if args.model == "gmm":
+        return emkit.GaussianMixtureClassifier(args.n_components, covariance_type=args.covariance_type or "full",
+                                               n_init=args.n_init, max_iter=args.max_iter, random_state=args.seed,
+                                               **({} if args.tol is None else {"tol": args.tol}), **flags)
+    if not args.sequence_column:
+        raise UserError(f"--model {args.model} classifies whole sequences: give --sequence-column")
+    return emkit.HMMClassifier(build_model(args), random_state=args.seed, **flags)
+
+
+def _classification_table(clf, data, out):
+    """Columns of the predictions file: one row per row of data, or per sequence for HMMs."""
+    cols = {}
+    if data.lengths is not None:
+        cols["sequence"] = np.array(data.ids, dtype=object)
+        cols["n_frames"] = np.asarray(data.lengths)
+    cols["label"] = np.asarray(out.labels)
+    for k, c in enumerate(clf.classes_):
+        cols[f"p_{c}"] = out.proba[:, k]
+    cols["log_density_per_frame" if data.lengths is not None else "log_density"] = out.log_density
+    cols["ambiguous"] = out.ambiguous.astype(np.int64)
+    cols["anomalous"] = out.anomalous.astype(np.int64)
+    return cols
+
+
+def _classify(clf, data):
+    from .models.classifier import HMMClassifier
+
+    X = _X_for(clf.estimators_[0], data.X)
+    return clf.classify(X, data.lengths) if isinstance(clf, HMMClassifier) else clf.classify(X)
+
+
+def cmd_classify_fit(args):
+    import emkit
+    from .io import write_table
+
+    data, y = _labelled_data(args, label_required=True)
+    ks = _parse_range(args.n_components)
+    args.n_components = ks[0]
+    clf = _build_classifier(args)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if len(ks) > 1:
+            if args.model != "gmm":
+                raise UserError("-k as a range (one choice per class by BIC) is available for --model gmm only")
+            clf = emkit.select(clf, data.X, ks, criterion="bic", y=y, random_state=args.seed).best_model
+        elif data.lengths is not None and args.model == "gmm":
+            raise UserError("--sequence-column classifies whole sequences: choose an HMM --model")
+        elif args.model == "gmm":
+            clf.fit(data.X, y)
+        else:
+            clf.fit(_X_for(clf._template(), data.X), y, data.lengths)
+    seconds = time.perf_counter() - t0
+    out = _classify(clf, data)
+    accuracy = float(np.mean(out.labels == np.asarray(y).astype(clf.classes_.dtype)))
+    outdir = _output_dir(args)
+    files = {"model": clf.save(os.path.join(outdir, "model.npz")),
+             "predictions": write_table(os.path.join(outdir, "predictions.csv"), _classification_table(clf, data, out))}
+    if args.model == "gmm":
+        from .plot import plot_decision_regions, save_figure
+
+        files["plot"] = save_figure(plot_decision_regions(clf, data.X, y, feature_names=data.names),
+                                    os.path.join(outdir, "regions.png"))
+    unit = "sequences" if data.lengths is not None else "rows"
+    K = [m.n_components for m in clf.estimators_]
+    info = {"model": type(clf).__name__, "classes": clf.classes_.tolist(), "n_components": K,
+            "class_prior": clf.class_prior_.tolist(), "class_count": clf.class_count_.tolist(),
+            "training_accuracy": accuracy, "ambiguous": int(out.ambiguous.sum()), "anomalous": int(out.anomalous.sum()),
+            "anomaly_threshold": clf.anomaly_threshold_, "seconds": seconds,
+            "warnings": sorted({str(w.message) for w in caught}), "files": files}
+    lines = [f"emkit {type(clf).__name__} on {data.source}: {len(y)} {unit}, {data.X.shape[1]} features "
+             f"({', '.join(data.names)}), fitted in {seconds:.2f}s",
+             "  class  prior   count  components"]
+    lines += [f"  {str(c):>5s}  {p:.3f}  {int(n):>6d}  {k}" for c, p, n, k in
+              zip(clf.classes_, clf.class_prior_, clf.class_count_, K)]
+    lines.append(f"  training accuracy {accuracy:.4f}; ambiguous {int(out.ambiguous.sum())} "
+                 f"(top posterior < {clf.ambiguity_threshold:g}); anomalous {int(out.anomalous.sum())} "
+                 f"(density below the {clf.anomaly_quantile:g} quantile)")
+    lines += [f"  warning: {w}" for w in info["warnings"]]
+    lines.append("  wrote " + ", ".join(files.values()))
+    _emit(args, lines, info)
+    return 0
+
+
+def cmd_classify_predict(args):
+    from .io import write_table
+    from .models.classifier import _BayesClassifier
+
+    clf = _load_model(args.model_file)
+    if not isinstance(clf, _BayesClassifier):
+        raise UserError(f"{args.model_file} holds a {type(clf).__name__}, not a classifier; fit one with "
+                        "'emkit classify fit'")
+    hmm = type(clf).__name__ == "HMMClassifier"
+    if hmm and not args.sequence_column:
+        raise UserError("this model classifies whole sequences: give --sequence-column")
+    data, y = _labelled_data(args, label_required=False)
+    if data.X.shape[1] != clf.n_features_in_:
+        raise UserError(f"{data.source} has {data.X.shape[1]} feature columns ({', '.join(data.names)}) but the "
+                        f"model was fitted on {clf.n_features_in_}; choose them with --columns")
+    out = _classify(clf, data)
+    path = write_table(args.output or "predictions.csv", _classification_table(clf, data, out))
+    info = {"model": type(clf).__name__, "n": int(len(out.labels)), "output": path,
+            "ambiguous": int(out.ambiguous.sum()), "anomalous": int(out.anomalous.sum()),
+            "counts": {str(c): int(np.sum(out.labels == c)) for c in clf.classes_}}
+    line = (f"wrote {len(out.labels)} predictions to {path}: {info['ambiguous']} ambiguous, "
+            f"{info['anomalous']} anomalous")
+    if y is not None:
+        info["accuracy"] = float(np.mean(out.labels.astype(str) == np.asarray(y).astype(str)))
+        line += f"; accuracy {info['accuracy']:.4f} against column {args.label_column!r}"
+    _emit(args, [line], info)
     return 0
 
 
@@ -511,6 +672,13 @@ def _add_model_options(p, k_help="number of components/states/clusters"):
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--tol", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="random seed")
+
+
+def _add_flag_options(p):
+    p.add_argument("--ambiguity-threshold", type=float, default=0.9,
+                   help="ambiguous when the top class posterior is below this (default 0.9)")
+    p.add_argument("--anomaly-quantile", type=float, default=0.01,
+                   help="anomalous when the density is below this quantile of the training densities (default 0.01)")
 
 
 def _model_command(sub, name, help_text, func):
@@ -559,6 +727,24 @@ def build_parser():
     p = _model_command(sub, "report", "one self-contained HTML report of a saved model on data", cmd_report)
     p.add_argument("--selection", metavar="CSV", help="a selection table written by 'emkit select'")
     p.add_argument("-o", "--output", help="output HTML file (default report.html)")
+
+    p = sub.add_parser("classify", help="classifiers: one mixture (or HMM) per class, with ambiguity and anomaly flags")
+    csub = p.add_subparsers(dest="classify_command", required=True)
+    c = csub.add_parser("fit", help="fit one model per class of a labelled table; write the model, predictions, plot")
+    _add_data_options(c)
+    _add_model_options(c, k_help="components (states) per class, or a range like 1-5 to choose each class's "
+                                 "by BIC (gmm)")
+    c.set_defaults(n_components="1")
+    c.add_argument("--label-column", required=True, metavar="NAME", help="column holding the class labels")
+    _add_flag_options(c)
+    c.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.set_defaults(func=cmd_classify_fit)
+    c = _model_command(csub, "predict", "labels, class probabilities and flags under a saved classifier",
+                       cmd_classify_predict)
+    c.add_argument("--label-column", metavar="NAME", help="column of true labels: excluded from the features and "
+                                                          "used to report the accuracy when present")
+    c.add_argument("-o", "--output", help="output file, .csv/.tsv or .parquet (default predictions.csv)")
 
     p = sub.add_parser("info", help="what a model file holds")
     p.add_argument("model_file", metavar="MODEL")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .report import _check_states, state_runs, state_statistics  # no matplotlib at import time
 
-__all__ = ["plot_clusters", "plot_criterion", "plot_durations", "plot_ethogram", "plot_lower_bounds", "plot_model",
+__all__ = ["plot_clusters", "plot_criterion", "plot_decision_regions", "plot_durations", "plot_ethogram", "plot_lower_bounds", "plot_model",
            "plot_state_usage", "plot_transition_matrix", "save_figure", "state_colors", "state_statistics"]
 
 
@@ -656,3 +656,107 @@ def save_figure(ax, path):
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_decision_regions(classifier, X, y=None, ax=None, *, feature_names=None, resolution=200,
+                          max_points=20_000, title=None):
+    """Class regions of a fitted :class:`~emkit.GaussianMixtureClassifier`, flags marked.
+
+    The background shows the predicted class at every point of a grid, pale grey where the
+    prediction is ambiguous (top posterior below ``ambiguity_threshold``); a dashed line
+    encloses where the density is above the anomaly threshold. Points are coloured by ``y``
+    (or by their predicted class); ambiguous points are ringed in black and anomalous points
+    drawn as red crosses. Data with more than two features are shown on their first two
+    principal axes, and the regions are those of the plane through the mean of ``X`` spanned
+    by these axes.
+
+    Parameters
+    ----------
+    classifier : fitted GaussianMixtureClassifier
+    X : array-like (n, D)
+    y : array-like (n,), optional
+        True labels (values from ``classifier.classes_``) to colour the points by.
+    ax : matplotlib Axes, optional
+    feature_names : list of str, optional
+    resolution : int, default=200
+        Grid points per axis.
+    max_points : int, default=20000
+        At most this many points (a fixed random subset) are drawn.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    from .models.classifier import GaussianMixtureClassifier
+
+    if not isinstance(classifier, GaussianMixtureClassifier):
+        raise TypeError(f"plot_decision_regions needs a fitted GaussianMixtureClassifier; got "
+                        f"{type(classifier).__name__}")
+    plt = _plt()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if feature_names is None and hasattr(X, "columns"):
+        feature_names = [str(c) for c in X.columns]
+    X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
+    classes = classifier.classes_
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},), one label per row of X; got {y.shape}")
+        unknown = np.setdiff1d(y, classes)
+        if unknown.size:
+            raise ValueError(f"y holds labels the classifier does not know: {unknown[:5].tolist()}")
+    if X.shape[0] > max_points:
+        idx = np.sort(np.random.default_rng(0).choice(X.shape[0], size=max_points, replace=False))
+        X, y = X[idx], None if y is None else y[idx]
+    D = X.shape[1]
+    center, basis, proj_names = _projection(X)
+    if D == 1:  # one feature: the classes as bands along it, points jittered vertically
+        Y = np.column_stack([X[:, 0], np.random.default_rng(0).uniform(0, 1, X.shape[0])])
+    else:
+        Y = X if D == 2 else (X - center) @ basis
+    lo, hi = Y.min(axis=0), Y.max(axis=0)
+    pad = 0.15 * np.maximum(hi - lo, 1e-9)
+    u = np.linspace(lo[0] - pad[0], hi[0] + pad[0], int(resolution))
+    v = np.linspace(lo[1] - pad[1], hi[1] + pad[1], int(resolution))
+    U, V = np.meshgrid(u, v)
+    grid = np.column_stack([U.ravel(), V.ravel()])
+    Xg = grid[:, :1] if D == 1 else (grid if D == 2 else center + grid @ basis.T)
+    out = classifier.classify(Xg)
+    C = len(classes)
+    colors = np.asarray(state_colors(max(C, 1)))
+    image = colors[out.proba.argmax(axis=1)].copy()
+    image[:, 3] = 0.35
+    image[out.ambiguous] = (0.6, 0.6, 0.6, 0.35)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.8))
+    ax.imshow(image.reshape(len(v), len(u), 4), origin="lower", extent=(u[0], u[-1], v[0], v[-1]), aspect="auto",
+              interpolation="nearest")
+    if D != 1:
+        ax.contour(U, V, out.log_density.reshape(U.shape), levels=[classifier.anomaly_threshold_], colors="black",
+                   linestyles="--", linewidths=1)
+    points = classifier.classify(X)
+    idx = np.searchsorted(classes, y) if y is not None else points.proba.argmax(axis=1)
+    ax.scatter(Y[:, 0], Y[:, 1], c=colors[idx], s=12, linewidths=0, alpha=0.9)
+    amb, ano = points.ambiguous & ~points.anomalous, points.anomalous
+    ax.scatter(Y[amb, 0], Y[amb, 1], s=40, facecolors="none", edgecolors="black", linewidths=1)
+    ax.scatter(Y[ano, 0], Y[ano, 1], s=40, marker="x", color="red", linewidths=1.5)
+    handles = [Patch(facecolor=colors[k], label=str(classes[k])) for k in range(C)] if C <= 12 else []
+    handles += [Patch(facecolor=(0.6, 0.6, 0.6, 0.5), label=f"ambiguous (p < {classifier.ambiguity_threshold:g})"),
+                Line2D([], [], marker="o", ls="", mfc="none", mec="black", label=f"ambiguous ({int(amb.sum())})"),
+                Line2D([], [], marker="x", ls="", color="red", label=f"anomalous ({int(ano.sum())})")]
+    if D != 1:
+        handles.append(Line2D([], [], ls="--", color="black", label=f"density at the {classifier.anomaly_quantile:g} "
+                                                                       "quantile"))
+    ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
+    if D == 1:
+        names = [str(feature_names[0]) if feature_names is not None else "x0", ""]
+        ax.set_yticks([])
+    else:
+        names = proj_names or (list(feature_names) if feature_names is not None else ["x0", "x1"])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(title or f"GaussianMixtureClassifier: {C} classes")
+    return ax

@@ -284,7 +284,7 @@ def _split(kind, X, lengths, fraction, rng, k_max):
 
 
 def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None, n_init=None,
-           heldout_fraction=0.2, random_state=None, return_models=False):
+           heldout_fraction=0.2, random_state=None, return_models=False, y=None):
     """Fit one model per candidate number of states and rank them.
 
     Parameters
@@ -325,6 +325,12 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         candidate reuses its seed).
     return_models : bool, default=False
         Keep every fitted model in ``Selection.models``.
+    y : array-like (n,), optional
+        Class labels, with a :class:`~emkit.GaussianMixtureClassifier` template: the number
+        of components is then chosen for each class separately, on that class's rows.  The
+        table gains a ``class`` column (each class's candidates ranked among themselves),
+        ``best_n_components`` is a dict ``{class: K}`` and ``best_model`` the classifier built
+        from each class's best mixture (``models``: ``{class: {K: mixture}}``).
 
     Returns
     -------
@@ -346,6 +352,15 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
     >>> sel.best_n_components, sel.table                                       # doctest: +SKIP
     """
     pd = _require_pandas("select")
+    from .models.classifier import GaussianMixtureClassifier
+
+    if isinstance(model, GaussianMixtureClassifier):
+        return _select_per_class(model, X, y, n_components, criterion=criterion, n_init=n_init,
+                                 heldout_fraction=heldout_fraction, random_state=random_state,
+                                 return_models=return_models)
+    if y is not None:
+        raise ValueError(f"y is only used with a GaussianMixtureClassifier template (one choice per class); "
+                         f"{type(model).__name__} is unsupervised, so pass y=None")
     kind = _kind(model)
     if not isinstance(criterion, str) or criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}")
@@ -433,6 +448,27 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         best_model = models[best_k]
     return Selection(table=table, best_n_components=best_k, best_model=best_model, criterion=criterion,
                      models=models if return_models else None)
+
+
+def _select_per_class(model, X, y, n_components, **kwargs):
+    """:func:`select` for a GaussianMixtureClassifier: one selection per class, on its rows."""
+    pd = _require_pandas("select")
+    X = check_array(X, "X")
+    classes, y_idx = model._check_targets(y, X.shape[0], "row of X")
+    template = model._member(1, model.random_state)
+    rng = check_random_state(kwargs.pop("random_state"))
+    tables, best, fitted, models = [], {}, [], {}
+    for i, label in enumerate(c.item() if hasattr(c, "item") else c for c in classes):
+        sel = select(template, X[y_idx == i], n_components, random_state=rng, **kwargs)
+        tables.append(sel.table.assign(**{"class": label})[["class", *sel.table.columns]])
+        best[label] = sel.best_n_components
+        fitted.append(sel.best_model)
+        models[label] = sel.models
+    clf = copy.deepcopy(model).set_params(n_components=best)
+    clf._check_flag_parameters()
+    clf._assemble(fitted, X, classes, y_idx)
+    return Selection(table=pd.concat(tables, ignore_index=True), best_n_components=best, best_model=clf,
+                     criterion=kwargs["criterion"], models=models if kwargs["return_models"] else None)
 
 
 # ================================================================================================

@@ -319,10 +319,16 @@ class GaussianMixtureClassifier(_BayesClassifier):
         for i, m in enumerate(members):
             rows = y_idx == i
             jobs.append((m.fit, X[rows], None, None if sw is None else sw[rows]))
-        self.estimators_ = self._fit_members(jobs, int(counts.max()))
+        return self._assemble(self._fit_members(jobs, int(counts.max())), X, classes, y_idx, sw)
+
+    def _assemble(self, estimators, X, classes, y_idx, sw=None):
+        """Finish a fit from the fitted class mixtures: priors, counts and the anomaly threshold."""
+        self.estimators_ = list(estimators)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
-        weights = counts.astype(np.float64) if sw is None else np.bincount(y_idx, weights=sw, minlength=len(classes))
+        C = len(classes)
+        weights = np.bincount(y_idx, minlength=C).astype(np.float64) if sw is None else \
+            np.bincount(y_idx, weights=sw, minlength=C)
         self.class_count_ = weights
         self.class_prior_ = self._class_prior(weights)
         self._set_anomaly_threshold(X)
