@@ -199,7 +199,8 @@ def _decode_params(cls, params, arrays, prefix, path):
     for key, value in params.items():
         if isinstance(value, dict) and "__items__" in value:
             items = value["__items__"]
-            if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+            if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 and
+                                                      isinstance(i[0], (str, int, float, bool)) for i in items):
                 raise ValueError(f"{path}: hyperparameter {key} of {cls.__name__} is damaged")
             params[key] = {k: v for k, v in items}
         elif isinstance(value, dict) and "__estimator__" in value:
