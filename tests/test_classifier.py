@@ -108,6 +108,22 @@ def test_bad_input_names_the_parameter(kwargs, y_fn, match):
         emkit.GaussianMixtureClassifier(**kwargs).fit(X, y if y_fn is None else y_fn(y))
 
 
+def test_sample_weights_and_column_labels():
+    from sklearn.exceptions import DataConversionWarning
+
+    rng = np.random.default_rng(12)
+    X, y = _blobs(rng, [(0, 0), (3, 0)], 30)
+    w = np.where(y == 0, 2.0, 1.0)
+    clf = emkit.GaussianMixtureClassifier(random_state=0).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(clf.class_prior_, [2 / 3, 1 / 3])
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        emkit.GaussianMixtureClassifier(random_state=0).fit(X, y[:, None])
+    with pytest.raises(ValueError, match="class 1 has zero total sample_weight"):
+        emkit.GaussianMixtureClassifier().fit(X, y, sample_weight=np.where(y == 0, 1.0, 0.0))
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        emkit.GaussianMixtureClassifier().fit(X, None)
+
+
 def test_predict_checks_features_and_fitting():
     clf = emkit.GaussianMixtureClassifier()
     with pytest.raises(emkit.NotFittedError):
@@ -115,7 +131,7 @@ def test_predict_checks_features_and_fitting():
     rng = np.random.default_rng(5)
     X, y = _blobs(rng, [(0, 0), (3, 0)], 20)
     clf.fit(X, y)
-    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixtureClassifier was fitted with 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixtureClassifier is expecting 2 features"):
         clf.predict(np.zeros((2, 3)))
 
 

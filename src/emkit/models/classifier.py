@@ -23,12 +23,14 @@ class, :class:`GaussianMixtureClassifier` is Gaussian naive Bayes.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 
 from .._validation import check_array, check_float, check_int, check_lengths, check_random_state, check_sample_weight
@@ -108,8 +110,14 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _check_targets(y, n, unit):
         if y is None:
-            raise ValueError(f"y is required: one class label per {unit}")
+            raise ValueError(f"this classifier requires y to be passed, but the target y is None: give one class "
+                             f"label per {unit}")
         y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(f"A column-vector y was passed when a 1d array was expected (shape {y.shape}); it is "
+                          "used as a 1-D array of labels",
+                          DataConversionWarning, stacklevel=3)
+            y = y[:, 0]
         if y.shape != (n,):
             raise ValueError(f"y must have shape ({n},), one class label per {unit}; got shape {y.shape}")
         check_classification_targets(y)
@@ -130,6 +138,12 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
         if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > 1e-8:
             raise ValueError(f"priors must be non-negative and sum to 1; got {p.tolist()}")
         return p
+
+    @property
+    def n_iter_(self):
+        """EM iterations of each class model, ndarray (n_classes,)."""
+        self._check_fitted()
+        return np.array([m.n_iter_ for m in self.estimators_])
 
     def _check_fitted(self):
         if getattr(self, "estimators_", None) is None:
@@ -311,9 +325,12 @@ class GaussianMixtureClassifier(_BayesClassifier):
         sw = check_sample_weight(sample_weight, X.shape[0])
         ks = self._class_components(classes)
         counts = np.bincount(y_idx, minlength=len(classes))
-        for c, k, n in zip(_labels(classes), ks, counts):
+        for i, (c, k, n) in enumerate(zip(_labels(classes), ks, counts)):
             if n < k:
                 raise ValueError(f"class {c!r} has {n} rows, fewer than its n_components={k}")
+            if sw is not None and not np.any(sw[y_idx == i] > 0):
+                raise ValueError(f"class {c!r} has zero total sample_weight, so no model can be fitted to it; "
+                                 "drop its rows or give them positive weights")
         members = [self._member(k, s) for k, s in zip(ks, self._seeds(len(classes)))]
         jobs = []
         for i, m in enumerate(members):
@@ -346,8 +363,8 @@ class GaussianMixtureClassifier(_BayesClassifier):
         self._check_fitted()
         X = check_array(X, "X")
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
-                             f"{self.n_features_in_} features")
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         return X
 
     def classify(self, X):
@@ -486,8 +503,8 @@ class HMMClassifier(_BayesClassifier):
         self._check_fitted()
         X, lengths = self._sequences(X, lengths)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
-                             f"{self.n_features_in_} features")
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         return X, lengths
 
     def classify(self, X, lengths=None):
