@@ -256,8 +256,29 @@ def test_select_chooses_components_per_class_by_bic():
     assert [m.n_components for m in clf.estimators_] == [1, 3]
     assert clf.get_params()["n_components"] == {"one": 1, "two": 3}
     assert clf.score(X, y) > 0.99 and abs(clf.is_anomalous(X).mean() - 0.01) <= 1.0 / len(y)
-    with pytest.raises(ValueError, match="y is only used with a GaussianMixtureClassifier"):
+    with pytest.raises(ValueError, match="y is only used with a classifier template"):
         emkit.select(emkit.GaussianMixture(), X, range(1, 3), y=y)
+
+
+def test_select_chooses_states_per_class_for_sequences(tmp_path):
+    pytest.importorskip("pandas")
+    one = emkit.GaussianHMM.from_params([1.0], [[1.0]], means=[[0.0]], covars=[[1.0]])
+    three = emkit.GaussianHMM.from_params([1 / 3] * 3, [[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]],
+                                          means=[[-6.0], [0.0], [6.0]], covars=[[0.3], [0.3], [0.3]])
+    seqs = [m.sample(80, random_state=i)[0] for m in (one, three) for i in range(4)]
+    y = np.repeat(["one", "three"], 4)
+    X, lengths = np.concatenate(seqs), [80] * 8
+    sel = emkit.select(emkit.HMMClassifier(emkit.GaussianHMM(max_iter=30), random_state=0), X, range(1, 4), y=y,
+                       lengths=lengths, random_state=0)
+    assert sel.best_n_components == {"one": 1, "three": 3}
+    clf = sel.best_model
+    assert [m.n_components for m in clf.estimators_] == [1, 3] and clf.score(seqs, y) == 1.0
+    back = emkit.load(clf.save(tmp_path / "seq.npz"))
+    assert back.n_components == {"one": 1, "three": 3}
+    np.testing.assert_array_equal(back.predict_proba(seqs), clf.predict_proba(seqs))
+    refit = emkit.HMMClassifier(emkit.GaussianHMM(max_iter=30), n_components={"one": 1, "three": 3},
+                                random_state=0).fit(seqs, y)
+    assert [m.n_components for m in refit.estimators_] == [1, 3]
 
 
 def test_decision_region_plot(tmp_path):
@@ -307,7 +328,7 @@ def test_classify_command_line_sequences_and_errors(tmp_path, capsys):
                        "x": np.concatenate(seqs)[:, 0], "kind": np.repeat(y, 30)})
     df.to_csv(tmp_path / "seq.csv", index=False)
     args = ["classify", "fit", str(tmp_path / "seq.csv"), "--label-column", "kind", "--sequence-column", "rec",
-            "--model", "gaussian-hmm", "-k", "2", "--max-iter", "20", "--seed", "0", "-o", str(tmp_path / "o")]
+            "--model", "gaussian-hmm", "-k", "1-2", "--max-iter", "20", "--seed", "0", "-o", str(tmp_path / "o")]
     assert main(args) == 0
     pred = pd.read_csv(tmp_path / "o" / "predictions.csv")
     assert list(pred.columns[:3]) == ["sequence", "n_frames", "label"] and len(pred) == len(seqs)

@@ -570,16 +570,14 @@ def cmd_classify_fit(args):
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if len(ks) > 1:
-            if args.model != "gmm":
-                raise UserError("-k as a range (one choice per class by BIC) is available for --model gmm only")
-            clf = emkit.select(clf, data.X, ks, criterion="bic", y=y, random_state=args.seed).best_model
-        elif data.lengths is not None and args.model == "gmm":
+        if data.lengths is not None and args.model == "gmm":
             raise UserError("--sequence-column classifies whole sequences: choose an HMM --model")
-        elif args.model == "gmm":
-            clf.fit(data.X, y)
+        X = data.X if args.model == "gmm" else _X_for(clf._template(), data.X)
+        extra = {} if args.model == "gmm" else {"lengths": data.lengths}
+        if len(ks) > 1:
+            clf = emkit.select(clf, X, ks, criterion="bic", y=y, random_state=args.seed, **extra).best_model
         else:
-            clf.fit(_X_for(clf._template(), data.X), y, data.lengths)
+            clf.fit(X, y, **extra)
     seconds = time.perf_counter() - t0
     out = _classify(clf, data)
     accuracy = float(np.mean(out.labels == np.asarray(y).astype(clf.classes_.dtype)))
@@ -733,7 +731,7 @@ def build_parser():
     c = csub.add_parser("fit", help="fit one model per class of a labelled table; write the model, predictions, plot")
     _add_data_options(c)
     _add_model_options(c, k_help="components (states) per class, or a range like 1-5 to choose each class's "
-                                 "by BIC (gmm)")
+                                 "by BIC")
     c.set_defaults(n_components="1")
     c.add_argument("--label-column", required=True, metavar="NAME", help="column holding the class labels")
     _add_flag_options(c)

@@ -56,6 +56,7 @@ import numpy as np
 from scipy.special import entr
 
 from ._validation import check_array, check_float, check_int, check_lengths, check_random_state
+from .models.classifier import GaussianMixtureClassifier, HMMClassifier
 from .models.hmm import ARHMM, BaseHMM, CategoricalHMM, GaussianHMM, PoissonHMM, as_sequences
 from .models.kmeans import KMeans
 from .models.mixture import GaussianMixture
@@ -325,12 +326,13 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         candidate reuses its seed).
     return_models : bool, default=False
         Keep every fitted model in ``Selection.models``.
-    y : array-like (n,), optional
-        Class labels, with a :class:`~emkit.GaussianMixtureClassifier` template: the number
-        of components is then chosen for each class separately, on that class's rows.  The
-        table gains a ``class`` column (each class's candidates ranked among themselves),
-        ``best_n_components`` is a dict ``{class: K}`` and ``best_model`` the classifier built
-        from each class's best mixture (``models``: ``{class: {K: mixture}}``).
+    y : array-like (n,) or (n_sequences,), optional
+        Class labels, with a :class:`~emkit.GaussianMixtureClassifier` or
+        :class:`~emkit.HMMClassifier` template (one label per sequence): the number of
+        components (states) is then chosen for each class separately, on that class's rows
+        (sequences).  The table gains a ``class`` column (each class's candidates ranked among
+        themselves), ``best_n_components`` is a dict ``{class: K}`` and ``best_model`` the
+        classifier built from each class's best model (``models``: ``{class: {K: model}}``).
 
     Returns
     -------
@@ -352,15 +354,14 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
     >>> sel.best_n_components, sel.table                                       # doctest: +SKIP
     """
     pd = _require_pandas("select")
-    from .models.classifier import GaussianMixtureClassifier
-
-    if isinstance(model, GaussianMixtureClassifier):
-        return _select_per_class(model, X, y, n_components, criterion=criterion, n_init=n_init,
+    if isinstance(model, (GaussianMixtureClassifier, HMMClassifier)):
+        return _select_per_class(model, X, y, n_components, lengths, criterion=criterion, n_init=n_init,
                                  heldout_fraction=heldout_fraction, random_state=random_state,
                                  return_models=return_models)
     if y is not None:
-        raise ValueError(f"y is only used with a GaussianMixtureClassifier template (one choice per class); "
-                         f"{type(model).__name__} is unsupervised, so pass y=None")
+        raise ValueError(f"y is only used with a classifier template (GaussianMixtureClassifier or "
+                         f"HMMClassifier: one choice per class); {type(model).__name__} is unsupervised, so pass "
+                         "y=None")
     kind = _kind(model)
     if not isinstance(criterion, str) or criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}")
@@ -450,23 +451,33 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
                      models=models if return_models else None)
 
 
-def _select_per_class(model, X, y, n_components, **kwargs):
-    """:func:`select` for a GaussianMixtureClassifier: one selection per class, on its rows."""
+def _select_per_class(model, X, y, n_components, lengths, **kwargs):
+    """:func:`select` for a classifier: one selection per class, on its rows (or sequences)."""
     pd = _require_pandas("select")
-    X = check_array(X, "X")
-    classes, y_idx = model._check_targets(y, X.shape[0], "row of X")
-    template = model._member(1, model.random_state)
     rng = check_random_state(kwargs.pop("random_state"))
+    if isinstance(model, HMMClassifier):
+        X, lengths = model._sequences(X, lengths)
+        classes, y_idx = model._check_targets(y, len(lengths), "sequence")
+        template, data = model._member(None, model.random_state, X), (X, lengths)
+        row_class = np.repeat(y_idx, lengths)
+        parts = [(X[row_class == i], lengths[y_idx == i]) for i in range(len(classes))]
+    else:
+        if lengths is not None:
+            raise ValueError("lengths is only used with an HMMClassifier template; pass lengths=None")
+        X = check_array(X, "X")
+        classes, y_idx = model._check_targets(y, X.shape[0], "row of X")
+        template, data = model._member(1, model.random_state), X
+        parts = [(X[y_idx == i], None) for i in range(len(classes))]
     tables, best, fitted, models = [], {}, [], {}
-    for i, label in enumerate(c.item() if hasattr(c, "item") else c for c in classes):
-        sel = select(template, X[y_idx == i], n_components, random_state=rng, **kwargs)
+    for label, (Xc, lc) in zip((c.item() if hasattr(c, "item") else c for c in classes), parts):
+        sel = select(template, Xc, n_components, lengths=lc, random_state=rng, **kwargs)
         tables.append(sel.table.assign(**{"class": label})[["class", *sel.table.columns]])
         best[label] = sel.best_n_components
         fitted.append(sel.best_model)
         models[label] = sel.models
     clf = copy.deepcopy(model).set_params(n_components=best)
     clf._check_flag_parameters()
-    clf._assemble(fitted, X, classes, y_idx)
+    clf._assemble(fitted, data, X.shape[1], classes, y_idx)
     return Selection(table=pd.concat(tables, ignore_index=True), best_n_components=best, best_model=clf,
                      criterion=kwargs["criterion"], models=models if kwargs["return_models"] else None)
 

@@ -192,6 +192,34 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_jobs) as pool:
             return list(pool.map(lambda job: _fit_one(*job), jobs))
 
+    def _class_components(self, classes, default=None):
+        """The number of components (states) of each class, a list in the order of ``classes``."""
+        nc = self.n_components
+        if nc is None:
+            return [default] * len(classes)
+        if not isinstance(nc, dict):
+            return [check_int(nc, "n_components", minimum=1)] * len(classes)
+        labels = _labels(classes)
+        missing = [c for c in labels if c not in nc]
+        extra = [k for k in nc if k not in set(labels)]
+        if missing or extra:
+            raise ValueError(f"n_components must be an int or a dict with one entry per class {labels}; "
+                             + (f"missing {missing}" if missing else f"unknown classes {extra}"))
+        return [check_int(nc[c], f"n_components[{c!r}]", minimum=1) for c in labels]
+
+    def _assemble(self, estimators, data, n_features, classes, y_idx, sw=None):
+        """Finish a fit from the fitted class models: priors, counts and the anomaly threshold."""
+        self.estimators_ = list(estimators)
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        C = len(classes)
+        weights = np.bincount(y_idx, minlength=C).astype(np.float64) if sw is None else \
+            np.bincount(y_idx, weights=sw, minlength=C)
+        self.class_count_ = weights
+        self.class_prior_ = self._class_prior(weights)
+        self._set_anomaly_threshold(data)
+        return self
+
     def _set_anomaly_threshold(self, data):
         density = self._log_density(self._joint_log_likelihood(data), data)
         self.anomaly_threshold_ = float(np.quantile(density, self.anomaly_quantile))
@@ -290,19 +318,6 @@ class GaussianMixtureClassifier(_BayesClassifier):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _class_components(self, classes):
-        """The number of components of each class, a list in the order of ``classes``."""
-        nc = self.n_components
-        if not isinstance(nc, dict):
-            return [check_int(nc, "n_components", minimum=1)] * len(classes)
-        labels = _labels(classes)
-        missing = [c for c in labels if c not in nc]
-        extra = [k for k in nc if k not in set(labels)]
-        if missing or extra:
-            raise ValueError(f"n_components must be an int or a dict with one entry per class {labels}; "
-                             + (f"missing {missing}" if missing else f"unknown classes {extra}"))
-        return [check_int(nc[c], f"n_components[{c!r}]", minimum=1) for c in labels]
-
     def _member(self, k, seed):
         return GaussianMixture(k, covariance_type=self.covariance_type, reg_covar=self.reg_covar, tol=self.tol,
                                max_iter=self.max_iter, n_init=self.n_init, init_params=self.init_params,
@@ -336,20 +351,7 @@ class GaussianMixtureClassifier(_BayesClassifier):
         for i, m in enumerate(members):
             rows = y_idx == i
             jobs.append((m.fit, X[rows], None, None if sw is None else sw[rows]))
-        return self._assemble(self._fit_members(jobs, int(counts.max())), X, classes, y_idx, sw)
-
-    def _assemble(self, estimators, X, classes, y_idx, sw=None):
-        """Finish a fit from the fitted class mixtures: priors, counts and the anomaly threshold."""
-        self.estimators_ = list(estimators)
-        self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
-        C = len(classes)
-        weights = np.bincount(y_idx, minlength=C).astype(np.float64) if sw is None else \
-            np.bincount(y_idx, weights=sw, minlength=C)
-        self.class_count_ = weights
-        self.class_prior_ = self._class_prior(weights)
-        self._set_anomaly_threshold(X)
-        return self
+        return self._assemble(self._fit_members(jobs, int(counts.max())), X, X.shape[1], classes, y_idx, sw)
 
     # -- prediction --------------------------------------------------------------------------------------
     def _member_log_likelihood(self, model, X):
@@ -412,6 +414,9 @@ class HMMClassifier(_BayesClassifier):
         ``random_state`` is None each copy gets a seed drawn from ``random_state``).
         Default: ``GaussianHMM(n_components=2)``.  A CategoricalHMM without ``n_features``
         gets the alphabet of all the training data, so every class scores every symbol.
+    n_components : int or dict, optional
+        States of every class model, or ``{class label: n_states}`` (see :func:`emkit.select`
+        with ``y=``); default: the template's.
     priors : array-like (n_classes,), optional
         Class priors in the order of ``classes_``; default: the class frequencies (sequences).
     ambiguity_threshold : float in [0, 1], default=0.9
@@ -433,9 +438,10 @@ class HMMClassifier(_BayesClassifier):
 
     _fitted_attributes = ("classes_", "class_prior_", "class_count_", "anomaly_threshold_", "n_features_in_")
 
-    def __init__(self, template=None, *, priors=None, ambiguity_threshold=0.9, anomaly_quantile=0.01, n_jobs=None,
-                 random_state=None):
+    def __init__(self, template=None, *, n_components=None, priors=None, ambiguity_threshold=0.9, anomaly_quantile=0.01,
+                 n_jobs=None, random_state=None):
         self.template = template
+        self.n_components = n_components
         self.priors = priors
         self.ambiguity_threshold = ambiguity_threshold
         self.anomaly_quantile = anomaly_quantile
@@ -467,28 +473,28 @@ class HMMClassifier(_BayesClassifier):
             Lengths of the sequences concatenated in ``X``.
         """
         self._check_flag_parameters()
-        template = self._template()
         X, lengths = self._sequences(X, lengths)
         classes, y_idx = self._check_targets(y, len(lengths), "sequence")
-        params = template.get_params()
-        if isinstance(template, CategoricalHMM) and params.get("n_features") is None:
-            params["n_features"] = int(np.max(X)) + 1
-        seeds = self._seeds(len(classes))
+        ks = self._class_components(classes)
         row_class = np.repeat(y_idx, lengths)
         jobs, frames = [], []
-        for i, seed in enumerate(seeds):
-            member = type(template)(**{**params, "random_state": seed if params.get("random_state") is None
-                                       else params["random_state"]})
+        for i, (k, seed) in enumerate(zip(ks, self._seeds(len(classes)))):
             frames.append(int(lengths[y_idx == i].sum()))
-            jobs.append((member.fit, X[row_class == i], lengths[y_idx == i]))
-        self.estimators_ = self._fit_members(jobs, max(frames))
-        self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
-        counts = np.bincount(y_idx, minlength=len(classes)).astype(np.float64)
-        self.class_count_ = counts
-        self.class_prior_ = self._class_prior(counts)
-        self._set_anomaly_threshold((X, lengths))
-        return self
+            jobs.append((self._member(k, seed, X).fit, X[row_class == i], lengths[y_idx == i]))
+        return self._assemble(self._fit_members(jobs, max(frames)), (X, lengths), X.shape[1], classes, y_idx)
+
+    def _member(self, k, seed, X):
+        """An unfitted copy of the template with ``k`` states (None: the template's) and ``seed``
+        (unless the template has its own ``random_state``)."""
+        template = self._template()
+        params = template.get_params()
+        if isinstance(template, CategoricalHMM) and params.get("n_features") is None:
+            params["n_features"] = int(np.max(X)) + 1  # one alphabet for every class
+        if k is not None:
+            params["n_components"] = k
+        if params.get("random_state") is None:
+            params["random_state"] = seed
+        return type(template)(**params)
 
     # -- prediction --------------------------------------------------------------------------------------
     @staticmethod
