@@ -468,6 +468,7 @@ def _select_per_class(model, X, y, n_components, lengths, **kwargs):
         classes, y_idx = model._check_targets(y, X.shape[0], "row of X")
         template, data = model._member(1, model.random_state), X
         parts = [(X[y_idx == i], None) for i in range(len(classes))]
+    model._class_weights(classes, y_idx)  # bad priors fail before any fit
     tables, best, fitted, models = [], {}, [], {}
     for label, (Xc, lc) in zip((c.item() if hasattr(c, "item") else c for c in classes), parts):
         sel = select(template, Xc, n_components, lengths=lc, random_state=rng, **kwargs)

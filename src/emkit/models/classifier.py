@@ -126,15 +126,15 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
             classes = classes.astype(str)  # text labels: a plain string array (storable without pickling)
         return classes, y_idx.reshape(-1)
 
-    def _class_prior(self, weights):
+    def _class_prior(self, weights, classes):
         """``priors`` validated, or the class frequencies ``weights / weights.sum()``."""
         if self.priors is None:
             return weights / weights.sum()
         p = np.asarray(self.priors, dtype=np.float64)
-        C = weights.shape[0]
+        C = len(classes)
         if p.shape != (C,):
             raise ValueError(f"priors must have one entry per class, shape ({C},) for classes "
-                             f"{_labels(self.classes_)}; got shape {p.shape}")
+                             f"{_labels(classes)}; got shape {p.shape}")
         if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > 1e-8:
             raise ValueError(f"priors must be non-negative and sum to 1; got {p.tolist()}")
         return p
@@ -207,16 +207,19 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
                              + (f"missing {missing}" if missing else f"unknown classes {extra}"))
         return [check_int(nc[c], f"n_components[{c!r}]", minimum=1) for c in labels]
 
-    def _assemble(self, estimators, data, n_features, classes, y_idx, sw=None):
-        """Finish a fit from the fitted class models: priors, counts and the anomaly threshold."""
-        self.estimators_ = list(estimators)
-        self.classes_ = classes
-        self.n_features_in_ = n_features
+    def _class_weights(self, classes, y_idx, sw=None):
+        """Rows (or summed weights) per class and the class priors, checked before any fit."""
         C = len(classes)
         weights = np.bincount(y_idx, minlength=C).astype(np.float64) if sw is None else \
             np.bincount(y_idx, weights=sw, minlength=C)
-        self.class_count_ = weights
-        self.class_prior_ = self._class_prior(weights)
+        return weights, self._class_prior(weights, classes)
+
+    def _assemble(self, estimators, data, n_features, classes, y_idx, sw=None):
+        """Finish a fit from the fitted class models: priors, counts and the anomaly threshold."""
+        self.class_count_, self.class_prior_ = self._class_weights(classes, y_idx, sw)
+        self.estimators_ = list(estimators)
+        self.classes_ = classes
+        self.n_features_in_ = n_features
         self._set_anomaly_threshold(data)
         return self
 
@@ -339,6 +342,7 @@ class GaussianMixtureClassifier(_BayesClassifier):
         classes, y_idx = self._check_targets(y, X.shape[0], "row of X")
         sw = check_sample_weight(sample_weight, X.shape[0])
         ks = self._class_components(classes)
+        self._class_weights(classes, y_idx, sw)
         counts = np.bincount(y_idx, minlength=len(classes))
         for i, (c, k, n) in enumerate(zip(_labels(classes), ks, counts)):
             if n < k:
@@ -476,6 +480,7 @@ class HMMClassifier(_BayesClassifier):
         X, lengths = self._sequences(X, lengths)
         classes, y_idx = self._check_targets(y, len(lengths), "sequence")
         ks = self._class_components(classes)
+        self._class_weights(classes, y_idx)
         row_class = np.repeat(y_idx, lengths)
         jobs, frames = [], []
         for i, (k, seed) in enumerate(zip(ks, self._seeds(len(classes)))):
