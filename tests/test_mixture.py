@@ -252,7 +252,7 @@ def test_not_fitted_and_feature_mismatch(blobs):
     with pytest.raises(NotFittedError):
         gm.sample(3)
     gm.fit(blobs[0])
-    with pytest.raises(ValueError, match="3 features, but the model was fitted with 2"):
+    with pytest.raises(ValueError, match="3 features, but GaussianMixture is expecting 2 features"):
         gm.predict(np.zeros((4, 3)))
 
 
@@ -278,5 +278,5 @@ def test_public_api_names():
     assert gm.get_params()["covariance_type"] == "diag"
     gm.set_params(n_components=4)
     assert gm.n_components == 4
-    with pytest.raises(ValueError, match="invalid parameter"):
+    with pytest.raises(ValueError, match="(?i)invalid parameter"):
         gm.set_params(bogus=1)

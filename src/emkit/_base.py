@@ -1,48 +1,22 @@
-"""Estimator conventions shared by every model: hyperparameters in ``__init__``,
-``get_params``/``set_params``, fitted attributes ending in ``_``."""
+"""Estimator conventions shared by every model, on scikit-learn's own base class: hyperparameters
+in ``__init__``, ``get_params``/``set_params``/``clone``, fitted attributes ending in ``_``,
+``n_features_in_`` and ``feature_names_in_`` checked as scikit-learn checks them."""
 
 from __future__ import annotations
 
-import inspect
+from sklearn.base import BaseEstimator as _SklearnBaseEstimator
+from sklearn.utils.validation import validate_data
 
+from ._validation import check_array
 from .exceptions import NotFittedError
 
 
-class BaseEstimator:
-    """scikit-learn style parameter handling without depending on scikit-learn."""
+class BaseEstimator(_SklearnBaseEstimator):
+    """scikit-learn's ``BaseEstimator`` plus model files and emkit's input checks."""
 
     @classmethod
     def _param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
-
-    def get_params(self, deep=True):
-        """Hyperparameters as a dict (the arguments of ``__init__``)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        """Set hyperparameters; unknown names raise ``ValueError``."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid parameters: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        sig = inspect.signature(type(self).__init__)
-        parts = []
-        for name, p in sig.parameters.items():
-            if name == "self" or p.kind == p.VAR_KEYWORD:
-                continue
-            value = getattr(self, name, p.default)
-            try:
-                same = value is p.default or bool(value == p.default)
-            except Exception:  # arrays
-                same = False
-            if not same:
-                parts.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return cls._get_param_names()
 
     def save(self, path):
         """Write the fitted model to a safe ``.npz`` model file (see :mod:`emkit.io`); returns the path."""
@@ -57,3 +31,27 @@ class BaseEstimator:
                 f"This {type(self).__name__} instance is not fitted yet: call 'fit' with appropriate "
                 f"arguments before using this method (missing {', '.join(missing)})."
             )
+
+    def __sklearn_is_fitted__(self):
+        return all(getattr(self, a, None) is not None for a in self._fitted_attributes[:2])
+
+    def _check_data(self, X, *, reset, name="X", **check):
+        """``X`` checked by :func:`emkit._validation.check_array` (``check`` are its options), with
+        scikit-learn's bookkeeping: ``reset=True`` (fit) records ``n_features_in_`` and, for a
+        DataFrame with string column names, ``feature_names_in_``; ``reset=False`` (predict,
+        score, ...) raises if the number of features differs, or if the column names differ from
+        those seen in fit (reordered or renamed columns), and warns if names were seen in fit but
+        ``X`` has none (or the other way round)."""
+        Xa = check_array(X, name, **check)
+        validate_data(self, X if hasattr(X, "columns") else Xa, reset=reset, skip_check_array=True)
+        return Xa
+
+    def _set_feature_names(self, names):
+        """Record the column names of data that did not arrive as a DataFrame (a file's header)."""
+        if names is None:
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return
+        import numpy as np
+
+        self.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)

@@ -98,7 +98,7 @@ def _check_finite(X, name):
 def check_n_features(X, n_features, name="X"):
     if X.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {X.shape[1]} features, but the model was fitted with {n_features} features"
+            f"{name} has {X.shape[1]} features, but the model is expecting {n_features} features as input"
         )
 
 

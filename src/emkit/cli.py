@@ -36,8 +36,10 @@ class UserError(Exception):
 class Data:
     """A table read for the CLI: X (n, D), feature names, sequence lengths and ids, and its source."""
 
-    def __init__(self, X, names, lengths, ids, source):
+    def __init__(self, X, names, lengths, ids, source, feature_names=None):
         self.X, self.names, self.lengths, self.ids, self.source = X, names, lengths, ids, source
+        #: the column names when the data names its columns (a header), else None
+        self.feature_names = feature_names
 
 
 def _columns(args):
@@ -49,6 +51,7 @@ def load_data(args, model=None):
     """Data from ``--example`` or a file (``args.data``), with column and sequence selection."""
     from . import datasets
     from .io import read_table
+    from .sources import open_table
 
     columns = _columns(args)
     example = getattr(args, "example", None)
@@ -63,7 +66,7 @@ def load_data(args, model=None):
             X, names = X[:, idx], columns
         if getattr(args, "sequence_column", None):
             raise UserError("--sequence-column cannot be used with --example")
-        return Data(X, names, None, None, f"example:{example}")
+        return Data(X, names, None, None, f"example:{example}", feature_names=names)
     path = getattr(args, "data", None)
     if not path:
         raise UserError("no data given: pass a data file (CSV, TSV, .npy, Parquet or HDF5) or --example NAME")
@@ -72,7 +75,7 @@ def load_data(args, model=None):
         if X.shape[1] != model.n_features_in_:
             raise UserError(f"{path} has {X.shape[1]} feature columns ({', '.join(names)}) but the model was fitted "
                             f"on {model.n_features_in_}; choose them with --columns")
-    return Data(X, names, lengths, ids, path)
+    return Data(X, names, lengths, ids, path, feature_names=open_table(path, names).feature_names)
 
 
 def _is_categorical(model):
@@ -151,6 +154,7 @@ def _fit(model, data, quiet=False):
         else:
             model.fit(data.X, callback=progress)
         seconds = time.perf_counter() - t0
+    model._set_feature_names(data.feature_names)
     progress.close()
     return seconds, [str(w.message) for w in caught]
 

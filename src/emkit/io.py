@@ -10,8 +10,9 @@ It holds
     ``format_version``, ``emkit_version``, ``class`` (one of the registered
     estimator classes, looked up in a fixed table — never imported by name),
     ``params`` (JSON-serialisable hyperparameters), ``attributes`` (name -> kind:
-    "array", "scalar" or "list") and ``sha256`` of the arrays' bytes, which
-    detects truncated or altered files.
+    "array", "scalar" or "list"), optionally ``feature_names_in`` (the column names the model
+    was fitted on: a list of distinct strings, one per feature, checked on load) and ``sha256``
+    of the arrays' bytes, which detects truncated or altered files.
 ``param:<name>``
     hyperparameters that are arrays (for example ``means_init``).
 ``attr:<name>``
@@ -150,6 +151,8 @@ def _encode(model, arrays, prefix):
             arrays[f"{prefix}attr:{name}"] = np.asarray(_to_builtin(value))
     entry = {"class": cls.__name__, "params": params, "attributes": attributes,
              "online": _online_to_arrays(getattr(model, "_online_state", None), arrays, prefix)}
+    if getattr(model, "feature_names_in_", None) is not None:
+        entry["feature_names_in"] = [str(n) for n in model.feature_names_in_]
     members = getattr(cls, "_member_attribute", None)  # composite models: a list of fitted estimators
     if members:
         entry["members"] = [_encode(m, arrays, f"{prefix}{members}.{i}.")
@@ -235,9 +238,23 @@ def _decode(entry, arrays, prefix, path):
         setattr(model, members, [_decode(e, arrays, f"{prefix}{members}.{i}.", path) for i, e in enumerate(entries)])
     if hasattr(model, "_validate_fitted"):
         model._validate_fitted()
+    if "feature_names_in" in entry:
+        model.feature_names_in_ = _feature_names(entry["feature_names_in"], getattr(model, "n_features_in_", None),
+                                                 path)
     if entry.get("online"):
         model._online_state = _online_from_arrays(entry["online"], arrays, path, prefix)
     return model
+
+
+def _feature_names(names, n_features, path):
+    """The ``feature_names_in`` metadata entry checked: a list of ``n_features`` distinct, non-empty
+    strings of at most 1000 characters each (a crafted file gets a clear error, nothing else)."""
+    if (not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 1000 for n in names)
+            or len(set(names)) != len(names)):
+        raise ValueError(f"{path}: feature_names_in must be a list of distinct non-empty strings")
+    if n_features is not None and len(names) != n_features:
+        raise ValueError(f"{path}: feature_names_in has {len(names)} names but the model has {n_features} features")
+    return np.asarray(names, dtype=object)
 
 
 def _online_to_arrays(state, arrays, prefix=""):

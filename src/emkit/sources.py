@@ -57,6 +57,9 @@ class ArraySource:
         Rows per chunk.
     """
 
+    #: an array's columns have no names (see :class:`TableSource`)
+    feature_names = None
+
     def __init__(self, X, sample_weight=None, rows=4096):
         self.X = X
         self.sample_weight = sample_weight
@@ -126,8 +129,11 @@ class TableSource:
     Use :func:`open_table` to make one.
     """
 
-    def __init__(self, path, kind, columns, names, n_features, reader, rows=FILE_CHUNK_ROWS):
+    def __init__(self, path, kind, columns, names, n_features, reader, rows=FILE_CHUNK_ROWS, named=True):
         self.path, self.kind, self.columns, self.names = path, kind, columns, names
+        #: the selected columns' names when the file names its columns (a header), else None;
+        #: a model fitted on the source records them as ``feature_names_in_``
+        self.feature_names = list(names) if named else None
         self.n_features = n_features
         self._reader = reader
         self.rows = rows
@@ -271,7 +277,7 @@ def _csv_source(path, columns, rows, sep):
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: could not parse: {exc}") from None
 
-    return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows)
+    return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows, named=header)
 
 
 def _csv_source_numpy(path, columns, rows, sep):
@@ -294,7 +300,7 @@ def _csv_source_numpy(path, columns, rows, sep):
                 if block.shape[0] < n:
                     return
 
-    return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows)
+    return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows, named=header)
 
 
 def _is_number(s):
@@ -340,6 +346,7 @@ def _hdf5_source(path, columns, key, rows):
         ds = f[key]
         if ds.ndim != 2:
             raise ValueError(f"dataset {key!r} in {path} must be 2-D; got shape {ds.shape}")
+        named = "columns" in ds.attrs
         names = [str(c) for c in ds.attrs.get("columns", [f"x{i}" for i in range(ds.shape[1])])]
         n_rows = ds.shape[0]
     idx = _select_columns(names, columns, path)
@@ -350,7 +357,7 @@ def _hdf5_source(path, columns, key, rows):
             for s in range(0, n_rows, n):
                 yield d[s:s + n][:, idx]
 
-    return TableSource(path, f"hdf5:{key}", idx, [names[i] for i in idx], len(idx), reader, rows)
+    return TableSource(path, f"hdf5:{key}", idx, [names[i] for i in idx], len(idx), reader, rows, named=named)
 
 
 class DaskSource:

@@ -87,8 +87,8 @@ class EMEstimator(BaseEstimator):
         """
         fitted = getattr(self, "n_features_in_", None) is not None and self._has_parameters()
         if fitted and source.n_features != self.n_features_in_:
-            raise ValueError(f"X has {source.n_features} features, but the model was fitted with "
-                             f"{self.n_features_in_} features")
+            raise ValueError(f"X has {source.n_features} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         state = getattr(self, "_online_state", None)
         if (state is not None and state.schedule is not None and schedule is not None
                 and StepSchedule.make(schedule) != state.schedule):

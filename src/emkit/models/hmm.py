@@ -9,6 +9,7 @@ shared EM driver (Baum-Welch).  Names follow hmmlearn (``startprob_``, ``transma
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
 from .._validation import (check_array, check_choice, check_float, check_int, check_lengths, check_probability_vector,
                            check_random_state, check_stochastic_matrix)
@@ -88,20 +89,27 @@ class BaseHMM(EMEstimator):
     def _validate_X(self, X):
         return check_array(X, "X")
 
-    def _prepare(self, X, lengths):
+    def _prepare(self, X, lengths, reset=False):
+        """``(X, lengths)`` validated; ``reset=True`` (fit) records ``n_features_in_`` and the
+        column names of a DataFrame (or of the first DataFrame of a list), ``reset=False``
+        checks them as scikit-learn does."""
+        named = X[0] if isinstance(X, (list, tuple)) and X and hasattr(X[0], "columns") else X
         X, lengths = as_sequences(X, lengths)
         X = self._validate_X(X)
+        validate_data(self, named if hasattr(named, "columns") else X, reset=reset, skip_check_array=True)
         lengths = check_lengths(lengths, X.shape[0])
         return X, lengths
 
-    def _source(self, X, lengths):
+    def _source(self, X, lengths, reset=True):
         """A sequence source for ``X`` (array, memory map, list of arrays, or dask array) and ``lengths``."""
         if is_dask_array(X):
             if X.ndim != 2:
                 raise ValueError(f"X must be a 2-D dask array; got {X.ndim}-D")
             lengths = check_lengths(lengths, X.shape[0])
+            if reset:
+                self._set_feature_names(None)
             return DaskSequenceSource(X, lengths, HMM_CHUNK_FRAMES)
-        X, lengths = self._prepare(X, lengths)
+        X, lengths = self._prepare(X, lengths, reset)
         return SequenceSource(X, lengths, HMM_CHUNK_FRAMES)
 
     # -- EM hooks ------------------------------------------------------------------------------------
@@ -252,7 +260,7 @@ class BaseHMM(EMEstimator):
         the model is usable after every call.
         """
         self._check_hmm_parameters()
-        source = self._source(X, lengths)
+        source = self._source(X, lengths, reset=not self._has_parameters())
         if not isinstance(source, SequenceSource):
             raise ValueError("partial_fit needs in-memory sequences (an array or a list of arrays)")
         if not self._has_parameters():
@@ -305,10 +313,10 @@ class BaseHMM(EMEstimator):
 
     def _checked(self, X, lengths):
         params = self._fitted_params()
-        X, lengths = self._prepare(X, lengths)
+        X, lengths = self._prepare(X, lengths, reset=False)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_} "
-                             "features")
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                             "features as input")
         return X, lengths, params, self._frame_loglik(X, lengths, params)
 
     @staticmethod
@@ -406,8 +414,8 @@ class BaseHMM(EMEstimator):
 
     def bic(self, X, lengths=None):
         """Bayesian information criterion (lower is better)."""
-        X, lengths = self._prepare(X, lengths)
-        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(X.shape[0])
+        n_frames = len(as_sequences(X, lengths)[0])
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(n_frames)
 
     def aic(self, X, lengths=None):
         """Akaike information criterion (lower is better)."""
@@ -754,8 +762,8 @@ class ARHMM(BaseHMM):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _source(self, X, lengths):
-        source = super()._source(X, lengths)
+    def _source(self, X, lengths, reset=True):
+        source = super()._source(X, lengths, reset)
         if np.all(np.asarray(source.lengths) <= self.order):
             raise ValueError(f"every sequence has at most order={self.order} frames, so none has a frame with a "
                              "full history to fit the autoregression on; lower order or pass longer sequences")

@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
 from .._base import BaseEstimator
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
@@ -274,7 +275,7 @@ def _lloyd(X, centers, sample_weight, max_iter, tol, verbose):
 
 
 @register
-class KMeans(BaseEstimator):
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """K-means clustering by Lloyd's algorithm.
 
     Parameters
@@ -351,7 +352,7 @@ class KMeans(BaseEstimator):
             ``"stochastic"``: mini-batch K-means by stochastic EM over shuffled batches of
             ``batch_size`` rows, ``max_iter`` passes (see :class:`emkit.em.StepSchedule`).
         """
-        X = check_array(X, "X")
+        X = self._check_data(X, reset=True)
         sw = check_sample_weight(sample_weight, X.shape[0])
         K, init, n_init = self._check_params(X)
         check_choice(algorithm, "algorithm", ("lloyd", "stochastic"))
@@ -409,11 +410,11 @@ class KMeans(BaseEstimator):
         The first call seeds the centres with k-means++ on its batch (or uses ``init`` if it is
         an array); ``labels_`` and ``inertia_`` describe the last batch.
         """
-        X = check_array(X, "X")
-        sw = check_sample_weight(sample_weight, X.shape[0])
         fitted = getattr(self, "cluster_centers_", None) is not None
+        X = self._check_data(X, reset=not fitted)
+        sw = check_sample_weight(sample_weight, X.shape[0])
         if fitted:
-            check_n_features(X, self.n_features_in_)
+            check_n_features(X, self.cluster_centers_.shape[1])
             centers = np.asarray(self.cluster_centers_, dtype=np.float64)
             K = self.n_clusters
         else:
@@ -442,9 +443,14 @@ class KMeans(BaseEstimator):
 
     def _check_X(self, X):
         self._check_is_fitted(["cluster_centers_"])
-        X = check_array(X, "X")
-        check_n_features(X, self.n_features_in_)
+        X = self._check_data(X, reset=False)
+        check_n_features(X, self.cluster_centers_.shape[1])
         return X
+
+    @property
+    def _n_features_out(self):
+        """Number of columns of ``transform`` (one distance per centre), for ``get_feature_names_out``."""
+        return self.cluster_centers_.shape[0]
 
     def predict(self, X):
         """Index of the nearest centre for each row, (n,)."""

@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 
+from sklearn.base import ClusterMixin, DensityMixin
+
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
                            check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
@@ -31,7 +33,7 @@ def _n_distinct_at_least(X, k):
 
 
 @register
-class GaussianMixture(EMEstimator):
+class GaussianMixture(ClusterMixin, DensityMixin, EMEstimator):
     """Gaussian mixture model.
 
     A drop-in for ``sklearn.mixture.GaussianMixture``: same parameters, attributes and
@@ -239,7 +241,7 @@ class GaussianMixture(EMEstimator):
         Call it on each batch of a stream, forever if need be; the model is usable after every call.
         """
         self._check_parameters_basic()
-        source = self._source(X, sample_weight)
+        source = self._source(X, sample_weight, reset=not self._has_parameters())
         if getattr(self, "weights_", None) is None and source.n_rows < self.n_components:
             raise ValueError(f"the first partial_fit batch must have at least n_components={self.n_components} "
                              f"rows; got {source.n_rows}")
@@ -272,8 +274,12 @@ class GaussianMixture(EMEstimator):
                              "use algorithm='em' for Dask arrays")
         return batches
 
-    def _source(self, X, sample_weight):
-        """A data source for ``X``: an array, memory map, file path, opened table or dask array."""
+    def _source(self, X, sample_weight, reset=True):
+        """A data source for ``X``: an array, memory map, file path, opened table or dask array.
+
+        ``reset=True`` records ``n_features_in_`` and the feature names (a DataFrame's columns,
+        a file's header) of a fit.
+        """
         D = self._n_features_hint(X)
         # per-chunk temporaries: (rows, K*D) projections and, for full/tied, (rows, D(D+1)/2) products
         width = max(self.n_components, (D + 1) // 2 if self.covariance_type in ("full", "tied") else 1)
@@ -282,12 +288,14 @@ class GaussianMixture(EMEstimator):
             if sample_weight is not None:
                 raise ValueError("sample_weight cannot be combined with a file path; weight the rows in memory")
             X = open_table(X)
-        if isinstance(X, (ArraySource, TableSource)):
-            X.rows = rows
-            return X
-        if is_dask_array(X):
-            return DaskSource(X, sample_weight, rows=rows)
-        X = check_array(X, "X", min_samples=1)
+        if isinstance(X, (ArraySource, TableSource)) or is_dask_array(X):
+            source = X if not is_dask_array(X) else DaskSource(X, sample_weight, rows=rows)
+            source.rows = rows
+            if reset:
+                self.n_features_in_ = source.n_features
+                self._set_feature_names(getattr(source, "feature_names", None))
+            return source
+        X = self._check_data(X, reset=reset, min_samples=1)
         sw = check_sample_weight(sample_weight, X.shape[0])
         return ArraySource(X, sw, rows)
 
@@ -347,7 +355,7 @@ class GaussianMixture(EMEstimator):
 
     def _check_X(self, X):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
-        X = check_array(X, "X")
+        X = self._check_data(X, reset=False)
         check_n_features(X, self.means_.shape[1])
         return X
 
@@ -393,9 +401,9 @@ class GaussianMixture(EMEstimator):
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""
         X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+        return -2 * self._log_resp(X)[0].sum() + self._n_parameters() * np.log(X.shape[0])
 
     def aic(self, X):
         """Akaike information criterion on ``X`` (lower is better)."""
         X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self._log_resp(X)[0].sum() + 2 * self._n_parameters()

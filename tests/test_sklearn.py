@@ -1,0 +1,161 @@
+"""emkit estimators inside scikit-learn: pipelines, search, cloning, feature names."""
+
+import json
+import warnings
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone, is_clusterer
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+import emkit
+from emkit import GaussianHMM, GaussianMixture, KMeans
+
+
+@pytest.fixture(scope="module")
+def three():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    X = np.concatenate([rng.normal(c, 1.0, size=(60, 2)) for c in centres])
+    return X[rng.permutation(X.shape[0])] * [1.0, 50.0] + [0.0, 1000.0]
+
+
+def test_pipeline_fit_predict_score(three):
+    pipe = make_pipeline(StandardScaler(), GaussianMixture(3, random_state=0)).fit(three)
+    labels = pipe.predict(three)
+    assert labels.shape == (three.shape[0],) and np.unique(labels).size == 3
+    assert np.isfinite(pipe.score(three))
+    assert pipe.predict_proba(three).shape == (three.shape[0], 3)
+    km = make_pipeline(StandardScaler(), KMeans(3, random_state=0)).fit(three)
+    assert np.unique(km.predict(three)).size == 3
+
+
+def test_grid_search_over_pipeline_finds_three(three):
+    pipe = make_pipeline(StandardScaler(), GaussianMixture(random_state=0))
+    search = GridSearchCV(pipe, {"gaussianmixture__n_components": [1, 2, 3]}, cv=KFold(3))
+    search.fit(three)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    assert search.best_params_ == {"gaussianmixture__n_components": 3}
+    assert search.best_estimator_[-1].n_components == 3
+
+
+def test_cross_val_score_clone_and_conventions(three):
+    gm = GaussianMixture(2, random_state=0)
+    scores = cross_val_score(gm, three, cv=KFold(3))
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    copy = clone(gm)
+    assert copy is not gm and copy.get_params() == gm.get_params()
+    for model in (gm, KMeans(2)):
+        assert is_clusterer(model)
+        with pytest.raises(SklearnNotFittedError):
+            check_is_fitted(model)
+        check_is_fitted(clone(model).fit(three))
+    hmm = GaussianHMM(2, random_state=0)
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(hmm)
+    check_is_fitted(hmm.fit(three))
+    assert issubclass(emkit.NotFittedError, SklearnNotFittedError)
+    assert issubclass(emkit.ConvergenceWarning, SklearnConvergenceWarning)
+
+
+def test_kmeans_transform_set_output_pandas(three):
+    km = KMeans(3, random_state=0).set_output(transform="pandas").fit(three)
+    out = km.transform(three)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ["kmeans0", "kmeans1", "kmeans2"]
+    np.testing.assert_allclose(out.to_numpy(), KMeans(3, random_state=0).fit(three).transform(three))
+    assert isinstance(make_pipeline(StandardScaler(), KMeans(3, random_state=0)).set_output(transform="pandas")
+                      .fit_transform(three), pd.DataFrame)
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianMixture(2, random_state=0), lambda: KMeans(2, random_state=0),
+                                  lambda: GaussianHMM(2, random_state=0)])
+def test_feature_names_checked_like_scikit_learn(three, make):
+    df = pd.DataFrame(three, columns=["waiting", "eruptions"])
+    model = make().fit(df)
+    assert list(model.feature_names_in_) == ["waiting", "eruptions"]
+    expected = model.predict(df)
+    np.testing.assert_array_equal(model.predict(df[["waiting", "eruptions"]]), expected)
+    with pytest.raises(ValueError, match="same order"):
+        model.predict(df[["eruptions", "waiting"]])
+    with pytest.raises(ValueError, match="unseen at fit time"):
+        model.score(df.rename(columns={"waiting": "wait"}))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        model.predict(three)
+    # fitted without names: a DataFrame warns, names are not invented
+    plain = make().fit(three)
+    assert not hasattr(plain, "feature_names_in_")
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        plain.predict(df)
+    # a refit on an array forgets the names
+    assert not hasattr(model.fit(three), "feature_names_in_")
+
+
+def test_feature_names_from_a_file_header_and_list_of_frames(tmp_path, three):
+    path = tmp_path / "data.csv"
+    pd.DataFrame(three, columns=["a", "b"]).to_csv(path, index=False)
+    gm = GaussianMixture(2, random_state=0).fit(emkit.open_table(path, columns=["b", "a"]))
+    assert list(gm.feature_names_in_) == ["b", "a"]
+    headerless = tmp_path / "plain.csv"
+    pd.DataFrame(three).to_csv(headerless, index=False, header=False)
+    assert not hasattr(GaussianMixture(2, random_state=0).fit(str(headerless)), "feature_names_in_")
+    frames = [pd.DataFrame(three[:90], columns=["a", "b"]), pd.DataFrame(three[90:], columns=["a", "b"])]
+    hmm = GaussianHMM(2, random_state=0).fit(frames)
+    assert list(hmm.feature_names_in_) == ["a", "b"]
+    with pytest.raises(ValueError, match="same order"):
+        hmm.predict([f[["b", "a"]] for f in frames])
+
+
+def test_feature_names_saved_in_model_files(tmp_path, three):
+    df = pd.DataFrame(three, columns=["waiting", "eruptions"])
+    for model in (GaussianMixture(2, random_state=0), KMeans(2, random_state=0), GaussianHMM(2, random_state=0)):
+        path = model.fit(df).save(tmp_path / f"{type(model).__name__}.npz")
+        back = emkit.load(path)
+        assert list(back.feature_names_in_) == ["waiting", "eruptions"]
+        np.testing.assert_array_equal(back.predict(df), model.predict(df))
+        with pytest.raises(ValueError, match="same order"):
+            back.predict(df[["eruptions", "waiting"]])
+        plain = type(model)(2, random_state=0).fit(three)
+        assert not hasattr(emkit.load(plain.save(tmp_path / "plain.npz")), "feature_names_in_")
+
+
+def _rewrite_meta(path, out, change):
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "__emkit__.npy":
+                arr = np.load(__import__("io").BytesIO(data))
+                meta = json.loads(arr.tobytes().decode())
+                change(meta)
+                buf = __import__("io").BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = buf.getvalue()
+            zout.writestr(item, data)
+
+
+@pytest.mark.parametrize("bad", [{"__class__": "x"}, ["a"], ["a", "a"], ["a", 3], ["a", ""], "ab", ["a", "b" * 2000]])
+def test_crafted_feature_names_are_refused(tmp_path, three, bad):
+    path = GaussianMixture(2, random_state=0).fit(pd.DataFrame(three, columns=["a", "b"])).save(tmp_path / "m.npz")
+    out = tmp_path / "crafted.npz"
+    _rewrite_meta(path, out, lambda meta: meta.__setitem__("feature_names_in", bad))
+    with pytest.raises(ValueError, match="feature_names_in"):
+        emkit.load(out)
+
+
+def test_no_warning_when_names_match(three):
+    df = pd.DataFrame(three, columns=["a", "b"])
+    gm = GaussianMixture(2, random_state=0).fit(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gm.predict(df)
+        gm.bic(df)
+        gm.aic(df)
+        gm.score_samples(df)
