@@ -204,7 +204,7 @@ def test_verbose_prints(blobs, capsys):
     (np.arange(5.0), "2-D"),
     (np.zeros((3, 2, 2)), "2-D"),
     (np.zeros((0, 2)), "at least 1 sample"),
-    (np.zeros((3, 0)), "at least 1 feature"),
+    (np.zeros((3, 0)), "0 feature"),
     (np.array([[1.0, 2.0]]), "n_samples >= n_components"),
 ])
 def test_bad_X(X, match):

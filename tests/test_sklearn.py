@@ -53,8 +53,11 @@ def test_cross_val_score_clone_and_conventions(three):
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
     copy = clone(gm)
     assert copy is not gm and copy.get_params() == gm.get_params()
+    assert is_clusterer(KMeans(2))
+    # the same kind of estimator as scikit-learn's own: GaussianMixture is a density estimator
+    from sklearn import mixture
+    assert gm.__sklearn_tags__().estimator_type == mixture.GaussianMixture().__sklearn_tags__().estimator_type
     for model in (gm, KMeans(2)):
-        assert is_clusterer(model)
         with pytest.raises(SklearnNotFittedError):
             check_is_fitted(model)
         check_is_fitted(clone(model).fit(three))
@@ -159,3 +162,73 @@ def test_no_warning_when_names_match(three):
         gm.bic(df)
         gm.aic(df)
         gm.score_samples(df)
+
+
+# -- scikit-learn's generic estimator checks -------------------------------------------------------------
+from sklearn.utils import estimator_checks as checks  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+#: Fitting with a weight of 2 differs from repeating the row because the random seeding (k-means++ for
+#: KMeans, and the K-means initialisation of GaussianMixture) draws different rows; scikit-learn's own
+#: KMeans declares the same expected failure.
+EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": "random seeding draws differ between weighted and "
+                                                     "repeated rows (as for scikit-learn's KMeans)",
+}
+
+
+@parametrize_with_checks([GaussianMixture(2, random_state=0), KMeans(2, random_state=0)],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
+def test_check_estimator(estimator, check):
+    check(estimator)
+
+
+class _SequenceAdapter:
+    """The generic checks call ``fit(X, y)`` and ``score(X, y=y)``; an HMM's second argument is
+    ``lengths``, so the checks see ``y`` dropped and ``X`` as one sequence (the adapter adds nothing else)."""
+
+    def fit(self, X, y=None):
+        return super().fit(X)
+
+    def partial_fit(self, X, y=None):
+        return super().partial_fit(X)
+
+    def score(self, X, y=None):
+        return super().score(X)
+
+
+class GaussianHMMChecked(_SequenceAdapter, GaussianHMM):
+    pass
+
+
+class ARHMMChecked(_SequenceAdapter, emkit.ARHMM):
+    pass
+
+
+#: The generic checks that apply to sequence models: parameters, cloning, fitting twice, dtypes,
+#: pickling, n_features_in_, feature names, input checks.  (Sample-order and subset invariance do not
+#: apply: an HMM's states depend on the neighbouring frames.)
+HMM_CHECKS_NO_FIT = ("check_parameters_default_constructible", "check_get_params_invariance", "check_set_params",
+                     "check_estimator_cloneable", "check_estimator_repr", "check_no_attributes_set_in_init",
+                     "check_estimator_tags_renamed", "check_valid_tag_types", "check_estimator_sparse_tag")
+HMM_CHECKS_FIT = ("check_fit_idempotent", "check_estimators_dtypes", "check_estimators_pickle", "check_n_features_in",
+                  "check_n_features_in_after_fitting", "check_dont_overwrite_parameters", "check_fit_check_is_fitted",
+                  "check_estimators_overwrite_params", "check_dict_unchanged", "check_readonly_memmap_input",
+                  "check_dataframe_column_names_consistency", "check_estimators_nan_inf",
+                  "check_estimators_empty_data_messages", "check_fit2d_1feature", "check_fit2d_predict1d",
+                  "check_estimators_unfitted", "check_complex_data", "check_dtype_object",
+                  "check_estimator_sparse_array", "check_estimator_sparse_matrix", "check_fit_score_takes_y")
+
+
+@pytest.mark.parametrize("check", HMM_CHECKS_NO_FIT)
+@pytest.mark.parametrize("cls", [GaussianHMM, emkit.ARHMM, emkit.PoissonHMM, emkit.CategoricalHMM])
+def test_hmm_generic_checks_without_fitting(cls, check):
+    estimator = cls(2, random_state=0, max_iter=5)
+    getattr(checks, check)(cls.__name__, estimator)
+
+
+@pytest.mark.parametrize("check", HMM_CHECKS_FIT)
+@pytest.mark.parametrize("cls", [GaussianHMMChecked, ARHMMChecked])
+def test_hmm_generic_checks(cls, check):
+    estimator = cls(2, random_state=0, max_iter=5)
+    getattr(checks, check)(cls.__name__, estimator)

@@ -42,9 +42,12 @@ class BaseEstimator(_SklearnBaseEstimator):
         score, ...) raises if the number of features differs, or if the column names differ from
         those seen in fit (reordered or renamed columns), and warns if names were seen in fit but
         ``X`` has none (or the other way round)."""
-        Xa = check_array(X, name, **check)
-        validate_data(self, X if hasattr(X, "columns") else Xa, reset=reset, skip_check_array=True)
-        return Xa
+        if hasattr(X, "columns"):  # a DataFrame: its names are checked before its values
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            return check_array(X, name, **check)
+        X = check_array(X, name, **check)
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        return X
 
     def _set_feature_names(self, names):
         """Record the column names of data that did not arrive as a DataFrame (a file's header)."""

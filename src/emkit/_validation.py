@@ -47,6 +47,9 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
     -------
     X : ndarray
     """
+    if hasattr(X, "tocsr") or hasattr(X, "nnz"):  # scipy.sparse matrices and arrays
+        raise TypeError(f"{name} is a sparse {type(X).__name__}; sparse input is not supported: "
+                        f"pass a dense array ({name}.toarray())")
     try:
         X = _as_numpy(X)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
@@ -54,10 +57,12 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
     if X.dtype == object:
         try:
             X = X.astype(np.float64)
-        except (TypeError, ValueError):
+        except ValueError:
             raise ValueError(f"{name} must hold numbers; got values of type object that are not numeric") from None
+        except TypeError as exc:
+            raise TypeError(f"{name} must hold numbers; got values of type object that are not numeric: {exc}") from None
     if np.iscomplexobj(X):
-        raise ValueError(f"{name} must be real-valued; got complex dtype {X.dtype}")
+        raise ValueError(f"{name} must be real-valued (Complex data not supported); got complex dtype {X.dtype}")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}")
     if X.ndim != ndim:
@@ -69,7 +74,7 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
     if X.shape[0] < min_samples:
         raise ValueError(f"{name} must have at least {min_samples} sample(s); got shape {X.shape}")
     if ndim == 2 and X.shape[1] == 0:
-        raise ValueError(f"{name} must have at least 1 feature; got shape {X.shape}")
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if dtype == "float":
         if X.dtype not in FLOAT_DTYPES:
             X = X.astype(np.float64)
@@ -115,7 +120,7 @@ def check_sample_weight(sample_weight, n_samples, dtype=np.float64):
     if np.any(sw < 0):
         raise ValueError("sample_weight must be non-negative; got negative values")
     if not np.any(sw > 0):
-        raise ValueError("sample_weight must have at least one positive value")
+        raise ValueError("sample_weight must have at least one positive value; got weights that are all zero")
     return sw
 
 

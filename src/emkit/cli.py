@@ -75,7 +75,12 @@ def load_data(args, model=None):
         if X.shape[1] != model.n_features_in_:
             raise UserError(f"{path} has {X.shape[1]} feature columns ({', '.join(names)}) but the model was fitted "
                             f"on {model.n_features_in_}; choose them with --columns")
-    return Data(X, names, lengths, ids, path, feature_names=open_table(path, names).feature_names)
+    feature_names = open_table(path, names).feature_names
+    fitted_names = None if model is None else getattr(model, "feature_names_in_", None)
+    if fitted_names is not None and feature_names is not None and list(feature_names) != list(fitted_names):
+        raise UserError(f"{path} has the columns {', '.join(feature_names)} but the model was fitted on "
+                        f"{', '.join(fitted_names)} (in this order); choose them with --columns")
+    return Data(X, names, lengths, ids, path, feature_names=feature_names)
 
 
 def _is_categorical(model):
@@ -782,7 +787,10 @@ def main(argv=None):
             print(f"emkit fit: error: -k/--n-components must be an integer; got {args.n_components!r}", file=sys.stderr)
             return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # load_data checks the columns' names against the model's; the arrays passed on carry none
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+            return args.func(args)
     except (UserError, ValueError, FileNotFoundError, TypeError, ImportError, KeyError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"emkit {args.command}: error: {message}", file=sys.stderr)

@@ -94,9 +94,12 @@ class BaseHMM(EMEstimator):
         column names of a DataFrame (or of the first DataFrame of a list), ``reset=False``
         checks them as scikit-learn does."""
         named = X[0] if isinstance(X, (list, tuple)) and X and hasattr(X[0], "columns") else X
+        if hasattr(named, "columns"):  # names are checked before values
+            validate_data(self, named, reset=reset, skip_check_array=True)
         X, lengths = as_sequences(X, lengths)
         X = self._validate_X(X)
-        validate_data(self, named if hasattr(named, "columns") else X, reset=reset, skip_check_array=True)
+        if not hasattr(named, "columns"):
+            validate_data(self, X, reset=reset, skip_check_array=True)
         lengths = check_lengths(lengths, X.shape[0])
         return X, lengths
 

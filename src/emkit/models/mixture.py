@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from sklearn.base import ClusterMixin, DensityMixin
+from sklearn.base import DensityMixin
 
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
                            check_random_state, check_sample_weight)
@@ -33,7 +33,7 @@ def _n_distinct_at_least(X, k):
 
 
 @register
-class GaussianMixture(ClusterMixin, DensityMixin, EMEstimator):
+class GaussianMixture(DensityMixin, EMEstimator):
     """Gaussian mixture model.
 
     A drop-in for ``sklearn.mixture.GaussianMixture``: same parameters, attributes and
