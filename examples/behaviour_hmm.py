@@ -36,8 +36,9 @@ hmm = result.best_model
 print("best K:", result.best_n_components)
 print("transition matrix:\n", hmm.transmat_.round(3))
 
-states = hmm.predict(recordings)                 # Viterbi path over all recordings
-causal = hmm.filter(recordings).argmax(axis=1)   # online estimate: no future frames used
+states = hmm.predict(recordings)                 # Viterbi path of each recording (a list of arrays)
+causal = [f.argmax(axis=1) for f in hmm.filter(recordings)]   # online estimate: no future frames used
+states, causal = np.concatenate(states), np.concatenate(causal)
 print("agreement of causal and Viterbi states: %.3f" % (states == causal).mean())
 
 lengths = [len(r) for r in recordings]

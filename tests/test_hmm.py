@@ -352,7 +352,13 @@ def test_list_of_sequences_and_length_one():
         b.fit(np.concatenate(seqs), [50, 50, 50, 1])
     np.testing.assert_allclose(a.means_, b.means_)
     assert a.predict(X[:1]).shape == (1,)
-    assert a.filter(seqs).shape == (151, 3)
+    # a list of sequences gives one array per sequence; X with lengths gives one array (hmmlearn)
+    for method, width in ((a.predict, ()), (a.predict_proba, (3,)), (a.filter, (3,))):
+        per_seq = method(seqs)
+        assert isinstance(per_seq, list) and [p.shape for p in per_seq] == [(len(q),) + width for q in seqs]
+        whole = method(np.concatenate(seqs), [50, 50, 50, 1])
+        assert isinstance(whole, np.ndarray) and whole.shape == (151,) + width
+        np.testing.assert_allclose(np.concatenate(per_seq), whole)
     # all sequences of length 1
     c = GaussianHMM(2, random_state=0).fit(X[:40], np.ones(40, dtype=int))
     assert np.all(np.isfinite(c.transmat_))

@@ -232,3 +232,23 @@ def test_hmm_generic_checks_without_fitting(cls, check):
 def test_hmm_generic_checks(cls, check):
     estimator = cls(2, random_state=0, max_iter=5)
     getattr(checks, check)(cls.__name__, estimator)
+
+
+def test_progress_bar(capsys, three):
+    from emkit._progress import ProgressBar
+
+    seen = []
+    bar = ProgressBar(10, True, seen.append, delay=0.0, mininterval=0.0)
+    for init in (0, 1):
+        for it in (1, 2, 3):
+            bar({"init": init, "iteration": it, "lower_bound": -1.5})
+    bar.close()
+    err = capsys.readouterr().err
+    assert "restart 1" in err and "restart 2" in err and "3/10" in err and "log-lik/sample -1.5" in err
+    assert len(seen) == 6
+    calls = []
+    GaussianMixture(2, random_state=0, max_iter=3, tol=0).fit(three, callback=calls.append, progress=False)
+    assert [c["iteration"] for c in calls] == [1, 2, 3]
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress must be True, False or None"):
+        GaussianMixture(2).fit(three, progress="yes")

@@ -99,31 +99,6 @@ def _load_model(path):
     return load_model(path)
 
 
-# -- progress ----------------------------------------------------------------------------------------
-class Progress:
-    """A one-line progress bar on stderr, shown once a fit has taken more than a second."""
-
-    def __init__(self, total, enabled=True):
-        self.total, self.enabled = total, enabled and sys.stderr.isatty()
-        self.t0 = time.perf_counter()
-        self.shown = False
-
-    def __call__(self, info):
-        if not self.enabled or time.perf_counter() - self.t0 < 1.0:
-            return
-        self.shown = True
-        done = min(info["iteration"], self.total)
-        width = 30
-        bar = "#" * int(width * done / self.total)
-        sys.stderr.write(f"\r  restart {info['init'] + 1} [{bar:<{width}}] iteration {done}/{self.total} "
-                         f"log-lik/sample {info['lower_bound']:.5g}")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.shown:
-            sys.stderr.write("\n")
-
-
 # -- model building ------------------------------------------------------------------------------------
 def build_model(args):
     import emkit
@@ -147,20 +122,19 @@ def build_model(args):
 
 
 def _fit(model, data, quiet=False):
-    progress = Progress(model.max_iter, enabled=not quiet)
+    progress = False if quiet else None  # a bar on a terminal
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         if _is_hmm(model):
             X = data.X.astype(np.int64) if _is_categorical(model) else data.X
-            model.fit(X, data.lengths, callback=progress)
+            model.fit(X, data.lengths, progress=progress)
         elif type(model).__name__ == "KMeans":
             model.fit(data.X)
         else:
-            model.fit(data.X, callback=progress)
+            model.fit(data.X, progress=progress)
         seconds = time.perf_counter() - t0
     model._set_feature_names(data.feature_names)
-    progress.close()
     return seconds, [str(w.message) for w in caught]
 
 

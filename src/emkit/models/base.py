@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .._base import BaseEstimator
+from .._progress import ProgressBar
 from .._validation import check_choice, check_float, check_int, check_random_state
 from ..em import StepSchedule, online_update, run_em, run_stochastic_em
 from ..exceptions import ConvergenceWarning
@@ -28,9 +29,17 @@ class EMEstimator(BaseEstimator):
         check_int(self.n_init, "n_init", minimum=1)
         check_int(self.verbose, "verbose", minimum=0)
 
-    def _run_restarts(self, source, callback=None, algorithm="em", batch_size=None, schedule=None):
-        """Run ``n_init`` EM runs (or one warm-started run) and keep the best."""
+    def _run_restarts(self, source, callback=None, algorithm="em", batch_size=None, schedule=None, progress=None):
+        """Run ``n_init`` EM runs (or one warm-started run) and keep the best; ``progress`` as in
+        :class:`emkit._progress.ProgressBar`."""
         check_choice(algorithm, "algorithm", ("em", "stochastic"))
+        bar = ProgressBar(self.max_iter, progress, callback)
+        try:
+            return self._run_restarts_with(source, bar, algorithm, batch_size, schedule)
+        finally:
+            bar.close()
+
+    def _run_restarts_with(self, source, callback, algorithm, batch_size, schedule):
         if algorithm == "stochastic":
             schedule = StepSchedule.make(schedule)
             if batch_size is None:

@@ -48,6 +48,14 @@ def as_sequences(X, lengths=None, name="X"):
     return X, lengths
 
 
+def _per_sequence(X, lengths, out):
+    """``out`` (one row per frame) as the sequences came: a list of arrays, one per sequence, when
+    ``X`` is a list of sequences; else unchanged (``X`` with ``lengths`` gives one array, as hmmlearn)."""
+    if lengths is None and isinstance(X, (list, tuple)) and len(X) > 0 and all(np.ndim(x) == 2 for x in X):
+        return np.split(out, np.cumsum([len(x) for x in X])[:-1])
+    return out
+
+
 class BaseHMM(EMEstimator):
     """Shared machinery of the HMM estimators (not for direct use)."""
 
@@ -225,7 +233,7 @@ class BaseHMM(EMEstimator):
         self.n_features_in_ = self._infer_n_features()
 
     # -- public API -----------------------------------------------------------------------------------
-    def fit(self, X, lengths=None, callback=None, *, algorithm="em", batch_size=None, schedule=None):
+    def fit(self, X, lengths=None, callback=None, *, algorithm="em", batch_size=None, schedule=None, progress=None):
         """Fit by EM (Baum-Welch) with ``n_init`` restarts; returns ``self``.
 
         Parameters
@@ -244,6 +252,9 @@ class BaseHMM(EMEstimator):
             Frames per mini-batch (stochastic EM).
         schedule : StepSchedule, dict or float, optional
             Step sizes of stochastic EM (see :class:`emkit.em.StepSchedule`).
+        progress : bool, optional
+            Show a progress bar (tqdm) over the iterations of each restart once the fit has run for
+            a second.  Default: only when standard error is a terminal.
         """
         self._check_hmm_parameters()
         source = self._source(X, lengths)
@@ -253,7 +264,7 @@ class BaseHMM(EMEstimator):
         self._check_inits(source.n_features)
         self._n_features = source.n_features
         self.n_features_in_ = source.n_features
-        self._run_restarts(source, callback, algorithm, batch_size, schedule)
+        self._run_restarts(source, callback, algorithm, batch_size, schedule, progress)
         return self
 
     def partial_fit(self, X, lengths=None, *, schedule=None):
@@ -350,15 +361,17 @@ class BaseHMM(EMEstimator):
         return post.log_likelihood, post.posteriors
 
     def predict_proba(self, X, lengths=None):
-        """Smoothed posteriors p(z_t | whole sequence), (n, K)."""
-        return self.score_samples(X, lengths)[1]
+        """Smoothed posteriors p(z_t | whole sequence): (n, K), or a list of (T_i, K) arrays when
+        ``X`` is a list of sequences."""
+        return _per_sequence(X, lengths, self.score_samples(X, lengths)[1])
 
     def filter(self, X, lengths=None):
-        """Causal (filtered) posteriors p(z_t | x_1..x_t), (n, K): no future data is used."""
-        X, lengths, params, frame = self._checked(X, lengths)
-        log_likelihood, filtered = inference.filter(params.startprob, params.transmat, frame, lengths)
+        """Causal (filtered) posteriors p(z_t | x_1..x_t): (n, K), or a list of (T_i, K) arrays when
+        ``X`` is a list of sequences.  No future data is used."""
+        Xc, lengths_c, params, frame = self._checked(X, lengths)
+        log_likelihood, filtered = inference.filter(params.startprob, params.transmat, frame, lengths_c)
         self._require_possible(log_likelihood)
-        return filtered
+        return _per_sequence(X, lengths, filtered)
 
     def decode(self, X, lengths=None, algorithm=None):
         """Most probable states: ``(log_prob, states (n,))``.
@@ -377,8 +390,9 @@ class BaseHMM(EMEstimator):
         return post.log_likelihood, post.posteriors.argmax(axis=1)
 
     def predict(self, X, lengths=None):
-        """Most probable states (n,) by ``self.algorithm``."""
-        return self.decode(X, lengths)[1]
+        """Most probable states by ``self.algorithm``: (n,), or a list of (T_i,) arrays when ``X``
+        is a list of sequences."""
+        return _per_sequence(X, lengths, self.decode(X, lengths)[1])
 
     def sample_posterior(self, X, lengths=None, random_state=None):
         """A state path drawn from p(z | X), (n,) (forward filtering, backward sampling)."""

@@ -207,7 +207,8 @@ class GaussianMixture(DensityMixin, EMEstimator):
         self.precisions_ = cov.precisions(self.precisions_cholesky_)
 
     # -- public API -------------------------------------------------------------------------
-    def fit(self, X, y=None, sample_weight=None, callback=None, *, algorithm="em", batch_size=None, schedule=None):
+    def fit(self, X, y=None, sample_weight=None, callback=None, *, algorithm="em", batch_size=None, schedule=None,
+            progress=None):
         """Fit by EM (``n_init`` restarts, best kept); returns ``self``.
 
         Parameters
@@ -231,8 +232,11 @@ class GaussianMixture(DensityMixin, EMEstimator):
             Rows per mini-batch (stochastic EM).
         schedule : StepSchedule, dict or float, optional
             Step sizes of stochastic EM (see :class:`emkit.em.StepSchedule`).
+        progress : bool, optional
+            Show a progress bar (tqdm) over the iterations of each restart once the fit has run for
+            a second.  Default: only when standard error is a terminal.
         """
-        self._fit(X, sample_weight, callback, algorithm, batch_size, schedule)
+        self._fit(X, sample_weight, callback, algorithm, batch_size, schedule, progress)
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None, *, schedule=None):
@@ -307,7 +311,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
         n = getattr(X, "n_features", None)
         return int(n) if n is not None else 1
 
-    def _fit(self, X, sample_weight, callback, algorithm="em", batch_size=None, schedule=None):
+    def _fit(self, X, sample_weight, callback, algorithm="em", batch_size=None, schedule=None, progress=None):
         source = self._source(X, sample_weight)
         self._check_parameters(source)
         probe, _ = source.sample(_DISTINCT_PROBE, np.random.default_rng(0))
@@ -318,7 +322,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
             warnings.warn(f"X has fewer distinct points than n_components={self.n_components}; some components "
                           "will be duplicates", ConvergenceWarning, stacklevel=3)
         self.n_features_in_ = source.n_features
-        model = self._run_restarts(source, callback, algorithm, batch_size, schedule)
+        model = self._run_restarts(source, callback, algorithm, batch_size, schedule, progress)
         return source, model
 
     def fit_predict(self, X, y=None, sample_weight=None, callback=None):
