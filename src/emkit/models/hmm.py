@@ -483,6 +483,8 @@ class GaussianHMM(BaseHMM):
     means_ : ndarray (K, D)
     covars_ : ndarray, compact shape (as set; never expanded)
     converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+    feature_names_in_ : ndarray of str
+        Column names, when fitted on a DataFrame (or a list of DataFrames); checked at prediction.
     """
 
     _emission_attributes = {"means_": "means", "covars_": "covariances"}

@@ -301,6 +301,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Sum of (weighted) squared distances to the nearest centre.
     n_iter_ : int
     n_features_in_ : int
+    feature_names_in_ : ndarray (n_features_in_,) of str
+        Column names, when fitted on a DataFrame or a file with a header; checked by ``predict``,
+        ``score`` and the like, and kept in model files.
     """
 
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "n_features_in_")

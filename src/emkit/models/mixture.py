@@ -85,6 +85,9 @@ class GaussianMixture(DensityMixin, EMEstimator):
     lower_bounds_ : list of float
         The lower bound at every iteration of the best run.
     n_features_in_ : int
+    feature_names_in_ : ndarray (n_features_in_,) of str
+        Column names, when fitted on a DataFrame or a file with a header; checked by ``predict``,
+        ``score`` and the like, and kept in model files.
     """
 
     _fitted_attributes = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_",
