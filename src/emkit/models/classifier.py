@@ -22,7 +22,6 @@ class, :class:`GaussianMixtureClassifier` is Gaussian naive Bayes.
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -71,10 +70,6 @@ class Classification(NamedTuple):
 def _labels(classes):
     """Class labels as plain Python values (for messages and dict keys)."""
     return [c.item() if hasattr(c, "item") else c for c in classes]
-
-
-def _cpus():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _fit_one(fit, *args):
@@ -175,15 +170,14 @@ class _BayesClassifier(ClassifierMixin, BaseEstimator):
         cannot use more than one core.  Each class has its own seed, so the result does not
         depend on the number of threads.
         """
+        from ..em import n_threads, parallel_kernels_threadsafe
+
         n_jobs = self.n_jobs
         if n_jobs is None:
-            n_jobs = _cpus() if largest < PARALLEL_FIT_ROWS else 1
+            n_jobs = n_threads() if largest < PARALLEL_FIT_ROWS else 1
         n_jobs = min(n_jobs, len(jobs))
-        if n_jobs > 1:
-            from ..em import parallel_kernels_threadsafe
-
-            if not parallel_kernels_threadsafe():
-                n_jobs = 1
+        if n_jobs > 1 and not parallel_kernels_threadsafe():
+            n_jobs = 1
         if n_jobs <= 1:
             return [job[0](*job[1:]) for job in jobs]
         from threadpoolctl import threadpool_limits
@@ -284,8 +278,9 @@ class GaussianMixtureClassifier(_BayesClassifier):
         A row is anomalous when its density ``p(x)`` is below this quantile of the training
         rows' densities (so about 1% of the training rows are anomalous at the default).
     n_jobs : int, optional
-        Threads fitting class models at once; default: all cores when the classes are small
-        (below :data:`PARALLEL_FIT_ROWS` rows), else one (each fit is then parallel itself).
+        Threads fitting class models at once; default: emkit's thread count (the CPUs, or
+        ``EMKIT_NUM_THREADS``) when the classes are small (below :data:`PARALLEL_FIT_ROWS`
+        rows), else one (each fit then runs its chunks in parallel itself).
     random_state : None, int or numpy.random.Generator
         Seeds one independent seed per class.
 
