@@ -360,3 +360,11 @@ def test_classifier_benchmark_smoke(tmp_path):
     doc = json.loads(out.read_text())
     assert [r["name"] for r in doc["results"]] == ["predict", "classify", "fit"]
     assert all(r["ratio"] > 0 for r in doc["results"]) and doc["accuracy"] > 0.9
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([emkit.GaussianMixtureClassifier(random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
