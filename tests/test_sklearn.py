@@ -252,3 +252,19 @@ def test_progress_bar(capsys, three):
     assert capsys.readouterr().err == ""
     with pytest.raises(ValueError, match="progress must be True, False or None"):
         GaussianMixture(2).fit(three, progress="yes")
+
+
+def test_import_is_lazy_and_files_load_in_a_fresh_process(tmp_path, three):
+    import subprocess
+    import sys
+
+    path = GaussianMixture(2, random_state=0).fit(pd.DataFrame(three, columns=["a", "b"])).save(tmp_path / "m.npz")
+    code = ("import sys, emkit\n"
+            "assert not any(m in sys.modules for m in ('sklearn', 'numba', 'pandas')), 'eager import'\n"
+            f"m = emkit.load({str(path)!r})\n"
+            "print(type(m).__name__, list(m.feature_names_in_), emkit.KMeans.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["GaussianMixture", "['a',", "'b']", "KMeans"]
+    assert set(emkit.__all__) <= set(dir(emkit))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        emkit.nothing

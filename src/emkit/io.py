@@ -188,6 +188,10 @@ def load_model(path):
 
 
 def _model_class(name, path):
+    if isinstance(name, str) and name not in _REGISTRY:
+        from . import _import_public
+
+        _import_public()  # the estimator modules register their classes when imported
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"{path}: unknown model class {name!r}; known: {sorted(_REGISTRY)}")
