@@ -24,7 +24,7 @@ def _as_numpy(X):
     return np.asarray(X)
 
 
-def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=True):
+def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=True, allow_nan=False):
     """Validate a data array.
 
     Parameters
@@ -42,6 +42,8 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
         float64; ``"int"`` requires integral values and returns int64.
     finite : bool
         Reject NaN and infinity.
+    allow_nan : bool
+        With ``finite``, accept NaN (a missing value) and reject only infinity.
 
     Returns
     -------
@@ -86,16 +88,19 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
                 raise ValueError(f"{name} must hold integers; got non-integer values")
         X = X.astype(np.int64, copy=False)
     if finite and X.dtype.kind == "f":
-        _check_finite(X, name)
+        _check_finite(X, name, allow_nan)
     return X
 
 
-def _check_finite(X, name):
-    """Reject NaN/inf, reading large arrays (memory maps) in blocks of rows."""
+def _check_finite(X, name, allow_nan=False):
+    """Reject NaN (unless ``allow_nan``) and inf, reading large arrays (memory maps) in blocks of rows."""
     n = X.shape[0]
     for start in range(0, max(n, 1), _FINITE_CHECK_ROWS):
         block = X[start:start + _FINITE_CHECK_ROWS]
-        if not np.isfinite(block).all():
+        if allow_nan:
+            if np.isinf(block).any():
+                raise ValueError(f"{name} contains infinity; only NaN may mark a missing value")
+        elif not np.isfinite(block).all():
             bad = "NaN" if np.isnan(block).any() else "infinity"
             raise ValueError(f"{name} contains {bad}; remove or impute such values before fitting")
 

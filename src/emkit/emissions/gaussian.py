@@ -14,10 +14,20 @@ spherical  (K,)
 tied       (D, D)
 =========  ==============
 
-Statistics are moments about per-component centres (the means in force when
-the E-step ran), which keeps the second moments free of cancellation even
-for data far from the origin; statistics taken about different centres are
-re-centred exactly before they are added.
+Statistics are moments about per-component centres (K, D).  An E-step takes
+them about the mean of the means when that loses no precision, and about a
+component's own mean when the component lies far (in its own Mahalanobis
+metric) from that common centre; initial statistics and rows with missing
+values always use per-component centres.  Statistics taken about different
+centres are re-centred exactly before they are added.
+
+Missing values (NaN) are integrated out: a row's density is the marginal
+density of its observed coordinates (1 for a row with nothing observed), and
+its statistics use, per component, the conditional mean of the missing
+coordinates given the observed ones and their conditional covariance
+(Ghahramani & Jordan 1994).  Rows are grouped by missingness pattern, so each
+(pattern, component) pair costs one factorisation per chunk.  Data without
+NaN never enters that code.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import numpy as np
 from scipy import linalg
 
 from ..inference import _kernels as _k
+from ..inference import _missing_kernels as _mk
 from ..stats import Stats
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -59,20 +70,21 @@ class GaussianParams:
 
 @dataclass
 class GaussianStats(Stats):
-    """Weighted moments about a common centre ``c`` (D,).
+    """Weighted moments about per-component centres ``c_k`` (K, D).
 
     Attributes
     ----------
     n : ndarray (K,)
         Sum of weights per component.
     sx : ndarray (K, D)
-        ``sum_n w_nk (x_n - c)``.
+        ``sum_n w_nk (x_n - c_k)``.
     sxx : ndarray
-        Second moments ``sum_n w_nk (x_n - c)(x_n - c)^T`` in the covariance type's form:
+        Second moments ``sum_n w_nk (x_n - c_k)(x_n - c_k)^T`` in the covariance type's form:
         full (K, D, D); tied (D, D) summed over components; diag (K, D) the diagonal;
-        spherical (K,) the trace.
-    center : ndarray (D,)
-        The centre (a frame field, not summed).
+        spherical (K,) the trace.  For rows with missing entries ``x_n`` stands for its
+        conditional expectation and the conditional covariance is added.
+    center : ndarray (K, D)
+        The centres (a frame field, not summed; a (D,) centre is broadcast to every component).
     kind : str
         The covariance type (a frame field).
     """
@@ -84,15 +96,21 @@ class GaussianStats(Stats):
     kind: str = "full"
     _frame_fields = ("center", "kind")
 
+    def __post_init__(self):
+        center = np.asarray(self.center, dtype=np.float64)
+        if center.ndim == 1:
+            center = np.broadcast_to(center, self.sx.shape).copy()
+        self.center = center
+
     def _align(self, other):
         if other.center is self.center or np.array_equal(other.center, self.center):
             return other
         return other.recentered(self.center)
 
     def recentered(self, center):
-        """The same statistics expressed as moments about ``center`` (D,), exactly."""
-        center = np.asarray(center, dtype=np.float64)
-        delta = self.center - center  # (D,)
+        """The same statistics expressed as moments about ``center`` (K, D) or (D,), exactly."""
+        center = np.broadcast_to(np.asarray(center, dtype=np.float64), self.sx.shape).copy()
+        delta = self.center - center  # (K, D)
         sxx = COVARIANCE_TYPES[self.kind].recenter_sxx(self.sxx, self.sx, self.n, delta)
         return GaussianStats(n=self.n.copy(), sx=self.sx + self.n[:, None] * delta, sxx=sxx, center=center,
                              kind=self.kind)
@@ -186,12 +204,79 @@ class _CovarianceType:
         raise NotImplementedError
 
     def recenter_sxx(self, sxx, sx, n, delta):
+        """``sxx`` about centres moved by ``-delta`` (K, D)."""
         raise NotImplementedError
+
+    def component_moment(self, Xs, w):
+        """One component's ``sum_n w_n Xs_n Xs_n^T`` in per-component form: (D, D), (D,) or a number."""
+        raise NotImplementedError
+
+    def stack(self, parts):
+        """Per-component moments (list of K) -> ``sxx`` of :class:`GaussianStats`."""
+        return np.stack(parts) if parts[0].ndim else np.array(parts)
+
+    def conditional(self, C):
+        """A (D, D) conditional covariance in per-component form."""
+        return C
 
     # M-step
     def covariances(self, stats, m, reg_covar):
         """Compact covariances about the means ``m`` (relative to the stats centre), plus ``reg_covar``."""
         raise NotImplementedError
+
+
+#: Squared Mahalanobis distance of a mean from the common centre beyond which that component's
+#: moments are taken about its own mean (about a common centre they would lose log10(_FAR) digits).
+_FAR = 1e6
+
+
+def missing_patterns(X):
+    """Rows of ``X`` (n, D) with NaN, grouped by missingness pattern; None if there is no NaN.
+
+    Returns
+    -------
+    idx : ndarray (m,)
+        Indices of the rows with at least one NaN, grouped by pattern.
+    starts : ndarray (P + 1,)
+        Pattern ``p`` holds ``idx[starts[p]:starts[p + 1]]``.
+    observed : ndarray (P, D) of bool
+        The coordinates each pattern observes.
+    """
+    if X.dtype.kind != "f":
+        return None
+    nan = np.isnan(X)
+    incomplete = nan.any(axis=1)
+    if not incomplete.any():
+        return None
+    idx = np.flatnonzero(incomplete)
+    sub = nan[idx]
+    packed = np.ascontiguousarray(np.packbits(sub, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    starts = np.zeros(first.size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(inverse, minlength=first.size), out=starts[1:])
+    return idx[order], starts, np.ascontiguousarray(~sub[first])
+
+
+def _component_means(X, weights):
+    """Per-component weighted means (K, D) of the observed entries; a coordinate without weight gets the
+    mean of its observed entries (0 if none)."""
+    nan = np.isnan(X) if X.dtype.kind == "f" else None
+    if nan is None or not nan.any():
+        Xf = np.asarray(X, dtype=np.float64)
+        totals, counts = weights.T @ Xf, np.broadcast_to(weights.sum(axis=0)[:, None], (weights.shape[1], X.shape[1]))
+        col = Xf.mean(axis=0)
+    else:
+        Xf = np.where(nan, 0.0, X)
+        obs = (~nan).astype(np.float64)
+        totals, counts = weights.T @ Xf, weights.T @ obs
+        n_obs = obs.sum(axis=0)
+        col = np.where(n_obs > 0, Xf.sum(axis=0) / np.maximum(n_obs, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = totals / counts
+    return np.where(counts > 0, means, col[None, :])
 
 
 def _check_shape(a, shape, name):
@@ -260,8 +345,11 @@ class _Full(_CovarianceType):
         return sxx
 
     def recenter_sxx(self, sxx, sx, n, delta):
-        outer = sx[:, :, None] * delta[None, None, :]
-        return sxx + outer + outer.transpose(0, 2, 1) + n[:, None, None] * np.outer(delta, delta)[None]
+        outer = sx[:, :, None] * delta[:, None, :]
+        return sxx + outer + outer.transpose(0, 2, 1) + n[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+
+    def component_moment(self, Xs, w):
+        return (Xs * w[:, None]).T @ Xs
 
     def covariances(self, stats, m, reg_covar):
         nk = _nk(stats)
@@ -308,12 +396,10 @@ class _Tied(_Full):
         return np.log(np.diag(pc)).sum()
 
     def mahalanobis(self, Xs, m, pc):
-        Y = Xs @ pc
-        b = m @ pc  # (K, D)
-        out = Y @ (-2.0 * b.T)
-        out += np.einsum("ij,ij->i", Y, Y)[:, None]
-        out += np.einsum("kj,kj->k", b, b)[None, :]
-        np.maximum(out, 0.0, out=out)
+        Y = np.ascontiguousarray(Xs @ pc)
+        b = np.ascontiguousarray(m @ pc)  # (K, D)
+        out = np.empty((Y.shape[0], b.shape[0]))
+        _k.diag_mahalanobis(Y, b, np.ones_like(b), out)  # sum_j (Y_ij - b_kj)^2, without cancellation
         return out
 
     def second_moments(self, Xs, W):
@@ -321,9 +407,11 @@ class _Tied(_Full):
         return (Xs * w[:, None]).T @ Xs
 
     def recenter_sxx(self, sxx, sx, n, delta):
-        s = sx.sum(axis=0)
-        outer = np.outer(s, delta)
-        return sxx + outer + outer.T + n.sum() * np.outer(delta, delta)
+        outer = sx.T @ delta
+        return sxx + outer + outer.T + (delta * n[:, None]).T @ delta
+
+    def stack(self, parts):
+        return np.sum(parts, axis=0)
 
     def covariances(self, stats, m, reg_covar):
         nk = _nk(stats)
@@ -388,7 +476,13 @@ class _Diag(_CovarianceType):
         return W.T @ (Xs * Xs)
 
     def recenter_sxx(self, sxx, sx, n, delta):
-        return sxx + 2.0 * sx * delta[None, :] + n[:, None] * (delta**2)[None, :]
+        return sxx + 2.0 * sx * delta + n[:, None] * delta**2
+
+    def component_moment(self, Xs, w):
+        return w @ (Xs * Xs)
+
+    def conditional(self, C):
+        return np.diagonal(C).copy()
 
     def covariances(self, stats, m, reg_covar):
         nk = _nk(stats)
@@ -418,7 +512,13 @@ class _Spherical(_Diag):
         return W.T @ np.einsum("ij,ij->i", Xs, Xs)
 
     def recenter_sxx(self, sxx, sx, n, delta):
-        return sxx + 2.0 * sx @ delta + n * (delta @ delta)
+        return sxx + 2.0 * np.einsum("kd,kd->k", sx, delta) + n * np.einsum("kd,kd->k", delta, delta)
+
+    def component_moment(self, Xs, w):
+        return w @ np.einsum("ij,ij->i", Xs, Xs)
+
+    def conditional(self, C):
+        return np.trace(C)
 
     def covariances(self, stats, m, reg_covar):
         nk = _nk(stats)
@@ -457,7 +557,42 @@ class GaussianEmission:
 
     # -- E-step -----------------------------------------------------------------
     def log_likelihood(self, params, X):
-        """``log N(x_n | mu_k, Sigma_k)`` as an (n, K) array."""
+        """``log N(x_n[o] | mu_k[o], Sigma_k[o, o])`` as an (n, K) array, ``o`` the observed coordinates.
+
+        Rows without NaN get the full density; a row with nothing observed gets 0.
+        """
+        miss = missing_patterns(X)
+        if miss is None:
+            return self._complete_log_likelihood(params, X)
+        n, D = X.shape
+        K = params.means.shape[0]
+        if self.cov.direct and self.cov.name != "full":  # diag, spherical: per-coordinate terms
+            Xf = np.ascontiguousarray(X, dtype=np.float64)
+            pc = params.precisions_cholesky
+            out = np.empty((n, K))
+            _mk.diag_marginal_mahalanobis(Xf, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
+                                          out)
+            out *= -0.5
+            observed = ~np.isnan(Xf)
+            log_pc = np.log(np.broadcast_to(pc[:, None] if pc.ndim == 1 else pc, (K, D)))
+            out += observed @ log_pc.T
+            out -= (0.5 * LOG_2PI) * observed.sum(axis=1)[:, None]
+            return out
+        idx, starts, observed = miss
+        out = np.empty((n, K))
+        complete = np.ones(n, dtype=bool)
+        complete[idx] = False
+        if complete.any():
+            out[complete] = self._complete_log_likelihood(params, X[complete])
+        sub = np.empty((idx.size, K))
+        status = _mk.marginal_loglik(np.ascontiguousarray(X[idx], dtype=np.float64), starts, observed,
+                                     np.ascontiguousarray(params.means), self._full_covariances(params), sub)
+        if status < 0:
+            raise ValueError(_SINGULAR_MESSAGE.format(reg=self.reg_covar))
+        out[idx] = sub
+        return out
+
+    def _complete_log_likelihood(self, params, X):
         D = X.shape[1]
         if self.cov.direct:
             maha = self.cov.mahalanobis(X, params.means, params.precisions_cholesky)
@@ -469,17 +604,103 @@ class GaussianEmission:
         maha += self.cov.log_det_cholesky(params.precisions_cholesky, D) - 0.5 * D * LOG_2PI
         return maha
 
-    def statistics(self, params, X, weights):
-        """Weighted moments of ``X`` (n, D) with weights (n, K) (about the chunk mean if ``params`` is None)."""
-        center = X.mean(axis=0, dtype=np.float64) if params is None else self.center_of(params)
-        return self.moments(X, weights, center)
+    def _full_covariances(self, params):
+        K, D = params.means.shape
+        return np.ascontiguousarray(self.cov.full_covariances(params.covariances, K, D), dtype=np.float64)
 
-    def moments(self, X, weights, center):
-        """Weighted moments of ``X`` about ``center`` (D,)."""
-        center = np.asarray(center, dtype=np.float64)
-        Xs = np.subtract(X, center, dtype=np.float64)
-        return GaussianStats(n=weights.sum(axis=0, dtype=np.float64), sx=weights.T @ Xs,
-                             sxx=self.cov.second_moments(Xs, weights), center=center, kind=self.cov.name)
+    def _has_far_component(self, params, c):
+        """Whether some component's mean is so far from ``c`` (in its own metric) that moments about ``c`` lose digits."""
+        if self.cov.direct:
+            d2 = self.cov.mahalanobis(c[None, :], params.means, params.precisions_cholesky)[0]
+        else:
+            d2 = self.cov.mahalanobis(np.zeros((1, c.size)), params.means - c, params.precisions_cholesky)[0]
+        return not np.all(d2 < _FAR)
+
+    def statistics(self, params, X, weights):
+        """Weighted moments of ``X`` (n, D) with weights (n, K).
+
+        About the mean of the means when that is exact enough, else about each component's
+        mean; with ``params`` None (initialisation), about each component's weighted mean in
+        this chunk, missing entries filled with it.
+        """
+        if params is None:
+            return self.moments(X, weights)
+        miss = missing_patterns(X)
+        if miss is None:
+            c = self.center_of(params)
+            if not self._has_far_component(params, c):
+                return self.moments(X, weights, c)
+        return self.moments(X, weights, params.means, params, miss)
+
+    def moments(self, X, weights, center=None, params=None, miss=False):
+        """Weighted moments of ``X`` (n, D) with weights (n, K).
+
+        Parameters
+        ----------
+        center : ndarray (D,) or (K, D), optional
+            Centre(s) of the moments; default: each component's weighted mean of the observed
+            entries of ``X``.
+        params : GaussianParams, optional
+            Parameters giving the conditional expectations of missing entries; without them a
+            missing entry takes the centre's value and no conditional variance.
+        miss : optional
+            :func:`missing_patterns` of ``X`` if already known.
+        """
+        if miss is False:
+            miss = missing_patterns(X)
+        K, D = weights.shape[1], X.shape[1]
+        nk = weights.sum(axis=0, dtype=np.float64)
+        if miss is None and center is not None and np.ndim(center) == 1:  # one centre for all components
+            center = np.asarray(center, dtype=np.float64)
+            Xs = np.subtract(X, center, dtype=np.float64)
+            return GaussianStats(n=nk, sx=weights.T @ Xs, sxx=self.cov.second_moments(Xs, weights), center=center,
+                                 kind=self.cov.name)
+        centers = _component_means(X, weights) if center is None else np.asarray(center, dtype=np.float64)
+        centers = np.ascontiguousarray(np.broadcast_to(centers, (K, D)))
+        filled, cond = (None, None) if miss is None else self._filled(X, weights, centers, params, miss)
+        sx = np.empty((K, D))
+        parts = []
+        for k in range(K):
+            Xs = filled[k] if filled is not None else np.subtract(X, centers[k], dtype=np.float64)
+            w = weights[:, k]
+            sx[k] = w @ Xs
+            part = self.cov.component_moment(Xs, w)
+            if cond is not None:
+                part = part + self.cov.conditional(cond[k])
+            parts.append(part)
+        return GaussianStats(n=nk, sx=sx, sxx=self.cov.stack(parts), center=centers, kind=self.cov.name)
+
+    def _filled(self, X, weights, centers, params, miss):
+        """Rows with missing entries replaced by conditional expectations, per component, minus the centres.
+
+        Returns ``filled`` (K, n, D) and ``cond`` (K, D, D): the weighted sum over rows of the
+        conditional covariances.
+        """
+        idx, starts, observed = miss
+        K = weights.shape[1]
+        n, D = X.shape
+        filled = np.empty((K, n, D))
+        np.subtract(X[None, :, :], centers[:, None, :], out=filled)
+        cond = np.zeros((K, D, D))
+        Xi = np.ascontiguousarray(X[idx], dtype=np.float64)
+        Wi = np.ascontiguousarray(weights[idx], dtype=np.float64)
+        if params is not None and self.cov.name in ("full", "tied"):
+            sub = np.empty((K, idx.size, D))
+            status = _mk.conditional_fill(Xi, starts, observed, np.ascontiguousarray(params.means),
+                                          self._full_covariances(params), centers, Wi, sub, cond)
+            if status < 0:
+                raise ValueError(_SINGULAR_MESSAGE.format(reg=self.reg_covar))
+            filled[:, idx] = sub
+            return filled, cond
+        # per coordinate: a missing entry's conditional law is its marginal (diag, spherical)
+        means = centers if params is None else params.means
+        nan = np.isnan(Xi)
+        filled[:, idx] = np.where(nan[None], (means - centers)[:, None, :], Xi[None] - centers[:, None, :])
+        if params is not None:
+            variances = np.diagonal(self._full_covariances(params), axis1=1, axis2=2)  # (K, D)
+            diag = np.arange(D)
+            cond[:, diag, diag] = (Wi.T @ nan) * variances
+        return filled, cond
 
     # -- M-step -----------------------------------------------------------------
     def m_step(self, stats, params=None, learn=None):

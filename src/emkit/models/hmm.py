@@ -22,7 +22,7 @@ from ..io import register
 from ..sources import DaskSequenceSource, SequenceSource, is_dask_array
 from ..structures import HMMParams, MarkovChain
 from .base import EMEstimator
-from .kmeans import assign, kmeans_plusplus
+from .kmeans import assign_observed, kmeans_plusplus, seeding_rows
 
 #: Frames per E-step chunk (chunks hold whole sequences).
 HMM_CHUNK_FRAMES = 1 << 15
@@ -62,6 +62,11 @@ class BaseHMM(EMEstimator):
     #: attribute name -> parameter field of the emission's params
     _emission_attributes: dict = {}
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing value, integrated out exactly
+        return tags
+
     # -- hyperparameter checks -------------------------------------------------------------------------
     def _learn_names(self):
         return ("startprob", "transmat") + tuple(self._make_emission(1).param_names)
@@ -95,7 +100,7 @@ class BaseHMM(EMEstimator):
 
     # -- data -----------------------------------------------------------------------------------------
     def _validate_X(self, X):
-        return check_array(X, "X")
+        return check_array(X, "X", allow_nan=True)
 
     def _prepare(self, X, lengths, reset=False):
         """``(X, lengths)`` validated; ``reset=True`` (fit) records ``n_features_in_`` and the
@@ -148,19 +153,22 @@ class BaseHMM(EMEstimator):
             startprob, trans = np.ones(K), np.ones((K, K))
         else:
             sample = source.sample(INIT_SAMPLE_FRAMES, rng)
-            centers = kmeans_plusplus(sample, K, rng)[0]
+            centers = kmeans_plusplus(seeding_rows(sample, K)[0], K, rng)[0]
             stats = None
             startprob, trans = np.ones(K), np.ones((K, K))
             for Xc, lens in source.chunks():
-                labels = assign(np.asarray(Xc, dtype=np.float64), centers)[0]
+                labels = assign_observed(np.asarray(Xc, dtype=np.float64), centers)
                 resp = np.zeros((Xc.shape[0], K))
                 resp[np.arange(Xc.shape[0]), labels] = 1.0
+                resp[labels < 0] = 1.0 / K  # frames with nothing observed
                 part = emission.statistics(None, emission.prepare(Xc, lens), resp)
                 stats = part if stats is None else stats + part
                 ends = np.cumsum(lens)
-                startprob += np.bincount(labels[ends - lens], minlength=K)
+                first = labels[ends - lens]
+                startprob += np.bincount(first[first >= 0], minlength=K)
                 same_seq = np.ones(Xc.shape[0] - 1, dtype=bool)
                 same_seq[ends[:-1] - 1] = False
+                same_seq &= (labels[:-1] >= 0) & (labels[1:] >= 0)
                 np.add.at(trans, (labels[:-1][same_seq], labels[1:][same_seq]), 1.0)
             eparams = emission.init_params(stats)
         startprob = startprob / startprob.sum()

@@ -79,6 +79,65 @@ def assign(X, centers, sample_weight=None):
     return labels, dist
 
 
+#: Complete rows (per cluster) that suffice to seed centres when some rows have missing values.
+SEED_COMPLETE_ROWS_PER_CLUSTER = 10
+
+
+def seeding_rows(X, n_clusters, sample_weight=None, name="X"):
+    """Rows to place initial centres on when ``X`` (n, D) may hold NaN (missing values).
+
+    Without NaN: ``X`` itself.  Otherwise the complete rows if there are at least
+    ``SEED_COMPLETE_ROWS_PER_CLUSTER * n_clusters`` of them, else every row that observes
+    something, its missing entries replaced by the mean of their column (for seeding only).
+
+    Returns
+    -------
+    rows : ndarray (m, D)
+    sample_weight : ndarray (m,) or None
+
+    Raises
+    ------
+    ValueError
+        If a feature is never observed, or fewer than ``n_clusters`` rows observe anything.
+    """
+    if X.dtype.kind != "f":
+        return X, sample_weight
+    nan = np.isnan(X)
+    if not nan.any():
+        return X, sample_weight
+    informative = ~nan.all(axis=1)
+    if informative.sum() < n_clusters:
+        raise ValueError(f"{name} has only {int(informative.sum())} row(s) with an observed value (the others are "
+                         f"all NaN); at least n_components={n_clusters} are needed to initialise")
+    never = np.flatnonzero(nan.all(axis=0))
+    if never.size:
+        raise ValueError(f"{name}: feature {int(never[0])} has no observed value (all NaN); drop that column")
+    complete = ~nan.any(axis=1)
+    if complete.sum() >= SEED_COMPLETE_ROWS_PER_CLUSTER * n_clusters:
+        keep, rows = complete, np.asarray(X[complete], dtype=np.float64)
+    else:
+        keep = informative
+        rows = np.where(nan, np.nanmean(X, axis=0), X)[informative].astype(np.float64)
+    return rows, None if sample_weight is None else sample_weight[keep]
+
+
+def assign_observed(X, centers):
+    """Labels (n,) of the nearest centre by mean squared difference over each row's observed coordinates.
+
+    Rows without NaN get exactly the labels of :func:`assign`; rows with nothing observed get -1.
+    """
+    if X.dtype.kind != "f" or not np.isnan(X).any():
+        return assign(X, centers)[0]
+    centers = np.asarray(centers, dtype=np.float64)
+    nan = np.isnan(X)
+    obs = (~nan).astype(np.float64)
+    Xf = np.where(nan, 0.0, X).astype(np.float64)
+    d2 = (Xf * Xf).sum(axis=1)[:, None] - 2.0 * Xf @ centers.T + obs @ (centers * centers).T
+    labels = (d2 / np.maximum(obs.sum(axis=1), 1.0)[:, None]).argmin(axis=1)
+    labels[~obs.any(axis=1)] = -1
+    return labels
+
+
 def _lloyd_stats(X, centers, c_sq, sample_weight, sl):
     Xc = X[sl]
     G = Xc @ centers.T

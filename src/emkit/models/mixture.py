@@ -19,7 +19,7 @@ from ..io import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
 from ..structures import Mixture, MixtureParams
 from .base import EMEstimator
-from .kmeans import KMeans, assign, kmeans_plusplus
+from .kmeans import KMeans, assign_observed, kmeans_plusplus, seeding_rows
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -114,6 +114,11 @@ class GaussianMixture(DensityMixin, EMEstimator):
         self.chunk_size = chunk_size
         self.init_sample_size = init_sample_size
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing value, integrated out exactly
+        return tags
+
     # -- validation -------------------------------------------------------------------
     def _check_parameters(self, source):
         self._check_parameters_basic()
@@ -146,29 +151,31 @@ class GaussianMixture(DensityMixin, EMEstimator):
         """Initial parameters from initial responsibilities (scikit-learn's scheme)."""
         K = self.n_components
         n = X.shape[0]
+        seeds, seed_sw = seeding_rows(X, K, sw)  # X itself when it has no NaN
         if self.init_params == "kmeans":
-            km = KMeans(K, n_init=1, random_state=rng).fit(X, sample_weight=sw)
-            labels, centers = km.labels_, km.cluster_centers_
+            km = KMeans(K, n_init=1, random_state=rng).fit(seeds, sample_weight=seed_sw)
+            labels = km.labels_ if seeds is X else assign_observed(X, km.cluster_centers_)
         elif self.init_params == "k-means++":
-            centers = kmeans_plusplus(X, K, rng, sw)[0]
-            labels = assign(X, centers)[0]
+            centers = kmeans_plusplus(seeds, K, rng, seed_sw)[0]
+            labels = assign_observed(X, centers)
         elif self.init_params == "random_from_data":
-            centers = np.asarray(X[rng.choice(n, size=K, replace=False)], dtype=np.float64)
-            labels = assign(X, centers)[0]
+            centers = np.asarray(seeds[rng.choice(seeds.shape[0], size=K, replace=False)], dtype=np.float64)
+            labels = assign_observed(X, centers)
         else:
             labels = None
         emission = model.emission
-        center = np.average(X, axis=0, weights=sw).astype(np.float64)
 
         def one(Xc, swc, start):
             if labels is None:
                 resp = rng_resp[start:start + Xc.shape[0]]
             else:
+                lab = labels[start:start + Xc.shape[0]]
                 resp = np.zeros((Xc.shape[0], K))
-                resp[np.arange(Xc.shape[0]), labels[start:start + Xc.shape[0]]] = 1.0
+                resp[np.arange(Xc.shape[0]), lab] = 1.0
+                resp[lab < 0] = 1.0 / K  # rows with nothing observed
             if swc is not None:
                 resp = resp * swc[:, None]
-            return resp.sum(axis=0), emission.moments(Xc, resp, center)
+            return resp.sum(axis=0), emission.moments(Xc, resp)
 
         if labels is None:
             rng_resp = rng.uniform(size=(n, K))
@@ -302,7 +309,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
                 self.n_features_in_ = source.n_features
                 self._set_feature_names(getattr(source, "feature_names", None))
             return source
-        X = self._check_data(X, reset=reset, min_samples=1)
+        X = self._check_data(X, reset=reset, min_samples=1, allow_nan=True)
         sw = check_sample_weight(sample_weight, X.shape[0])
         return ArraySource(X, sw, rows)
 
@@ -362,7 +369,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
 
     def _check_X(self, X):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
-        X = self._check_data(X, reset=False)
+        X = self._check_data(X, reset=False, allow_nan=True)
         check_n_features(X, self.means_.shape[1])
         return X
 
