@@ -3,6 +3,11 @@
 In state k, ``x_t ~ N(A_k [x_{t-1}; ...; x_{t-p}] + b_k, Q_k)``.  The first ``p`` frames of
 every sequence have no complete history: they are conditioned on and carry no emission evidence
 (their per-state log-likelihood is 0, so their state is inferred from the transitions alone).
+
+Missing values (NaN): a frame whose current value or any of its ``p`` lags has a NaN carries no
+emission evidence either (log-likelihood 0, no contribution to the statistics); its state is
+carried through by the transitions.  This is exact for the frames it scores but discards the
+observed coordinates of incomplete frames.
 """
 
 from __future__ import annotations
@@ -90,8 +95,17 @@ class AREmission:
         self.reg_covar = reg_covar
 
     def prepare(self, X, lengths):
-        Z, valid = lag_matrix(np.asarray(X, dtype=np.float64), lengths, self.order)
-        return ARData(Y=np.asarray(X, dtype=np.float64), Z=Z, valid=valid)
+        X = np.asarray(X, dtype=np.float64)
+        nan = np.isnan(X)
+        if nan.any():  # incomplete frames (current value or lags) carry no evidence
+            X = np.where(nan, 0.0, X)
+            Z, valid = lag_matrix(X, lengths, self.order)
+            incomplete = nan.any(axis=1)
+            bad, _ = lag_matrix(incomplete[:, None].astype(np.float64), lengths, self.order)
+            valid &= ~incomplete & ~bad[:, :-1].any(axis=1)
+            return ARData(Y=X, Z=Z, valid=valid)
+        Z, valid = lag_matrix(X, lengths, self.order)
+        return ARData(Y=X, Z=Z, valid=valid)
 
     def _weights(self, W):
         return np.asarray(W, dtype=np.float64)

@@ -564,30 +564,27 @@ class GaussianEmission:
         miss = missing_patterns(X)
         if miss is None:
             return self._complete_log_likelihood(params, X)
+        idx, starts, observed = miss
         n, D = X.shape
         K = params.means.shape[0]
-        if self.cov.direct and self.cov.name != "full":  # diag, spherical: per-coordinate terms
-            Xf = np.ascontiguousarray(X, dtype=np.float64)
-            pc = params.precisions_cholesky
-            out = np.empty((n, K))
-            _mk.diag_marginal_mahalanobis(Xf, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
-                                          out)
-            out *= -0.5
-            observed = ~np.isnan(Xf)
-            log_pc = np.log(np.broadcast_to(pc[:, None] if pc.ndim == 1 else pc, (K, D)))
-            out += observed @ log_pc.T
-            out -= (0.5 * LOG_2PI) * observed.sum(axis=1)[:, None]
-            return out
-        idx, starts, observed = miss
         out = np.empty((n, K))
         complete = np.ones(n, dtype=bool)
         complete[idx] = False
-        if complete.any():
+        if complete.any():  # rows without NaN: exactly as in data without NaN
             out[complete] = self._complete_log_likelihood(params, X[complete])
+        Xi = np.ascontiguousarray(X[idx], dtype=np.float64)
         sub = np.empty((idx.size, K))
-        status = _mk.marginal_loglik(np.ascontiguousarray(X[idx], dtype=np.float64), starts, observed,
-                                     np.ascontiguousarray(params.means), self._full_covariances(params), sub)
-        if status < 0:
+        if self.cov.name in ("diag", "spherical"):  # per-coordinate terms
+            pc = params.precisions_cholesky
+            _mk.diag_marginal_mahalanobis(Xi, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
+                                          sub)
+            sub *= -0.5
+            obs = ~np.isnan(Xi)
+            log_pc = np.log(np.broadcast_to(pc[:, None] if pc.ndim == 1 else pc, (K, D)))
+            sub += obs @ log_pc.T
+            sub -= (0.5 * LOG_2PI) * obs.sum(axis=1)[:, None]
+        elif _mk.marginal_loglik(Xi, starts, observed, np.ascontiguousarray(params.means),
+                                 self._full_covariances(params), sub) < 0:
             raise ValueError(_SINGULAR_MESSAGE.format(reg=self.reg_covar))
         out[idx] = sub
         return out

@@ -1,0 +1,284 @@
+"""Missing values (NaN): exact marginal likelihoods and EM against textbook references."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from emkit import GaussianHMM, GaussianMixture
+from emkit.exceptions import ConvergenceWarning
+
+COV_TYPES = ["full", "diag", "spherical", "tied"]
+
+
+def _data(n=60, D=3, frac=0.25, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(size=(n // 2, D)) @ np.array([[1.0, 0.4, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.7]])[:D, :D],
+              rng.normal(size=(n - n // 2, D)) * 0.8 + 3.0]
+    X[rng.random(X.shape) < frac] = np.nan
+    X[3] = np.nan  # a row with nothing observed
+    X[7, :] = [np.nan] * (D - 1) + [1.0]
+    return X
+
+
+def _full(cov, kind, K, D):
+    if kind == "full":
+        return cov
+    if kind == "tied":
+        return np.broadcast_to(cov, (K, D, D))
+    if kind == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return cov[:, None, None] * np.eye(D)[None]
+
+
+def _compact(S, kind):
+    """(K, D, D) -> diag or spherical compact covariances."""
+    if kind == "diag":
+        return np.stack([np.diag(s) for s in S])
+    return np.array([np.trace(s) / s.shape[0] for s in S])
+
+
+def _start(kind, K=2, D=3):
+    rng = np.random.default_rng(5)
+    means = np.array([[0.5, 0.0, -0.2], [2.5, 3.1, 2.8]])[:K, :D]
+    if kind == "full":
+        A = rng.normal(size=(K, D, D)) * 0.3
+        cov = np.einsum("kij,klj->kil", A, A) + np.eye(D)
+    elif kind == "tied":
+        A = rng.normal(size=(D, D)) * 0.3
+        cov = A @ A.T + np.eye(D)
+    elif kind == "diag":
+        cov = rng.uniform(0.5, 2.0, size=(K, D))
+    else:
+        cov = rng.uniform(0.5, 2.0, size=K)
+    return np.array([0.4, 0.6])[:K], means, cov
+
+
+def _precisions(cov, kind):
+    if kind in ("full",):
+        return np.stack([np.linalg.inv(c) for c in cov])
+    if kind == "tied":
+        return np.linalg.inv(cov)
+    return 1.0 / cov
+
+
+def _marginal_logpdf(x, mean, S):
+    """log density of the observed entries of ``x`` (plain numpy); 0 if none is observed."""
+    o = ~np.isnan(x)
+    if not o.any():
+        return 0.0
+    return multivariate_normal(mean[o], S[np.ix_(o, o)]).logpdf(x[o])
+
+
+def reference_em(X, weights, means, cov, kind, n_iter, reg=1e-6):
+    """Textbook EM for a Gaussian mixture with missing values (Ghahramani & Jordan 1994), row by row."""
+    n, D = X.shape
+    K = means.shape[0]
+    S = np.array(_full(cov, kind, K, D), dtype=float)
+    w, mu = weights.copy(), means.copy()
+    lower = []
+    for _ in range(n_iter):
+        logp = np.array([[np.log(w[k]) + _marginal_logpdf(X[i], mu[k], S[k]) for k in range(K)] for i in range(n)])
+        norm = logsumexp(logp, axis=1)
+        lower.append(norm.mean())
+        R = np.exp(logp - norm[:, None])
+        xhat = np.empty((K, n, D))
+        C = np.zeros((K, n, D, D))
+        for k in range(K):
+            for i in range(n):
+                o = ~np.isnan(X[i])
+                m = ~o
+                x = X[i].copy()
+                if m.any():
+                    if o.any():
+                        A = S[k][np.ix_(m, o)] @ np.linalg.inv(S[k][np.ix_(o, o)])
+                        x[m] = mu[k][m] + A @ (X[i][o] - mu[k][o])
+                        C[k, i][np.ix_(m, m)] = S[k][np.ix_(m, m)] - A @ S[k][np.ix_(o, m)]
+                    else:
+                        x[m] = mu[k][m]
+                        C[k, i] = S[k]
+                xhat[k, i] = x
+        Nk = R.sum(axis=0)
+        w = Nk / Nk.sum()
+        mu = np.stack([R[:, k] @ xhat[k] / Nk[k] for k in range(K)])
+        scatter = np.stack([sum(R[i, k] * (np.outer(xhat[k, i] - mu[k], xhat[k, i] - mu[k]) + C[k, i])
+                                for i in range(n)) for k in range(K)])
+        if kind == "tied":
+            T = scatter.sum(axis=0) / n + reg * np.eye(D)
+            S = np.broadcast_to(T, (K, D, D)).copy()
+            cov = T
+        elif kind == "full":
+            cov = scatter / Nk[:, None, None] + reg * np.eye(D)
+            S = cov
+        else:
+            cov = _compact(scatter / Nk[:, None, None], kind) + reg
+            S = np.array(_full(cov, kind, K, D))
+    return w, mu, cov, np.array(lower)
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_mixture_matches_reference_em_with_missing_values(kind):
+    X = _data()
+    w0, m0, c0 = _start(kind)
+    gm = GaussianMixture(2, covariance_type=kind, weights_init=w0, means_init=m0,
+                         precisions_init=_precisions(c0, kind), max_iter=20, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    w, mu, cov, lower = reference_em(X, w0, m0, c0, kind, 20)
+    np.testing.assert_allclose(gm.lower_bounds_, lower, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(gm.weights_, w, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(gm.means_, mu, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(gm.covariances_, cov, rtol=1e-8, atol=1e-8)
+    assert np.all(np.diff(gm.lower_bounds_) > -1e-12)  # EM on the observed-data likelihood is monotone
+    # the objective is the observed-data log-likelihood per row
+    np.testing.assert_allclose(gm.score(X), reference_em(X, w, mu, cov, kind, 1)[3][0], rtol=1e-10)
+
+
+def _forward_backward(log_start, log_trans, frame):
+    """Log-space forward-backward: (log p(X), posteriors (T, K))."""
+    T, K = frame.shape
+    la = np.empty((T, K))
+    lb = np.zeros((T, K))
+    la[0] = log_start + frame[0]
+    for t in range(1, T):
+        la[t] = logsumexp(la[t - 1][:, None] + log_trans, axis=0) + frame[t]
+    for t in range(T - 2, -1, -1):
+        lb[t] = logsumexp(log_trans + (frame[t + 1] + lb[t + 1])[None, :], axis=1)
+    ll = logsumexp(la[-1])
+    return ll, np.exp(la + lb - ll)
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_hmm_posteriors_match_forward_backward_over_marginal_densities(kind):
+    X = _data(n=40, seed=1)
+    X[10:13] = np.nan  # a gap: the chain carries the state through it
+    _, means, cov = _start(kind)
+    startprob = np.array([0.3, 0.7])
+    transmat = np.array([[0.9, 0.1], [0.2, 0.8]])
+    model = GaussianHMM.from_params(startprob, transmat, covariance_type=kind, means=means, covars=cov)
+    S = _full(cov, kind, 2, 3)
+    frame = np.array([[_marginal_logpdf(x, means[k], S[k]) for k in range(2)] for x in X])
+    ll, post = _forward_backward(np.log(startprob), np.log(transmat), frame)
+    np.testing.assert_allclose(model.score(X), ll, rtol=1e-8)
+    np.testing.assert_allclose(model.predict_proba(X), post, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_hmm_fit_with_missing_values_is_monotone_and_finite(kind):
+    X = _data(n=80, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        h = GaussianHMM(2, covariance_type=kind, random_state=0, max_iter=15, tol=0).fit(X, lengths=[50, 30])
+    assert np.all(np.diff(h.lower_bounds_) > -1e-10)
+    assert np.all(np.isfinite(h.means_)) and np.all(np.isfinite(h.covars_))
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_rows_without_nan_are_scored_bit_identically(kind):
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(size=(50, 3)), rng.normal(size=(50, 3)) + 4]
+    gm = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    Xn = X.copy()
+    Xn[::7, 1] = np.nan
+    Xn[::11] = np.nan
+    clean = ~np.isnan(Xn).any(axis=1)
+    np.testing.assert_array_equal(gm.score_samples(Xn)[clean], gm.score_samples(X)[clean])
+    np.testing.assert_array_equal(gm.predict_proba(Xn)[clean], gm.predict_proba(X)[clean])
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_masking_nothing_gives_the_nan_free_fit(kind):
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(size=(50, 3)), rng.normal(size=(50, 3)) + 4]
+    a = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    mask = np.zeros(X.shape, dtype=bool)  # the mask of a pose file whose keypoints were all tracked
+    b = GaussianMixture(2, covariance_type=kind, random_state=0).fit(np.where(mask, np.nan, X))
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+@pytest.mark.parametrize("seed", range(3))
+def test_masking_entries_never_raises_and_gives_finite_parameters(kind, seed):
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(size=(60, 4)), rng.normal(size=(60, 4)) + 3]
+    X[rng.random(X.shape) < rng.uniform(0.05, 0.6)] = np.nan
+    X[rng.integers(0, 120, size=5)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(3, covariance_type=kind, random_state=seed, max_iter=10).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.all(np.isfinite(getattr(gm, name))), name
+    assert np.all(np.isfinite(gm.score_samples(X)))
+    assert np.all(np.diff(gm.lower_bounds_) > -1e-10)
+
+
+def test_all_missing_row_has_density_one_and_prior_responsibilities():
+    X = _data()
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    row = np.full((1, 3), np.nan)
+    assert gm.score_samples(row)[0] == 0.0
+    np.testing.assert_allclose(gm.predict_proba(row)[0], gm.weights_, rtol=1e-12)
+
+
+def test_infinity_is_still_refused():
+    X = _data()
+    X[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        GaussianMixture(2).fit(X)
+    with pytest.raises(ValueError, match="infinity"):
+        GaussianHMM(2).fit(X)
+
+
+def test_a_feature_never_observed_is_a_clear_error():
+    X = _data()
+    X[:, 1] = np.nan
+    with pytest.raises(ValueError, match="feature 1 has no observed value"):
+        GaussianMixture(2, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_far_from_origin_tight_clusters(kind):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1e-3, size=(200, 2)), rng.normal(0, 1e-3, size=(200, 2)) + 1e6]
+    gm = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    order = np.argsort(gm.means_[:, 0])
+    np.testing.assert_allclose(gm.means_[order], [X[:200].mean(0), X[200:].mean(0)], rtol=1e-12, atol=1e-9)
+    if kind == "full":
+        ref = np.stack([np.cov(X[:200].T, bias=True), np.cov(X[200:].T, bias=True)]) + 1e-6 * np.eye(2)
+        np.testing.assert_allclose(gm.covariances_[order], ref, rtol=1e-6)
+    else:
+        ref = (np.cov(X[:200].T, bias=True) + np.cov(X[200:].T, bias=True)) / 2 + 1e-6 * np.eye(2)
+        np.testing.assert_allclose(gm.covariances_, ref, rtol=1e-6)
+
+
+def test_arhmm_incomplete_frames_carry_no_evidence():
+    from emkit import ARHMM
+
+    rng = np.random.default_rng(4)
+    T, D = 120, 2
+    X = np.zeros((T, D))
+    for t in range(1, T):
+        X[t] = 0.8 * X[t - 1] + rng.normal(size=D) * (0.3 if t < 60 else 1.0)
+    X[[20, 21, 70]] = np.nan
+    X[40, 1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = ARHMM(2, random_state=0, max_iter=15, tol=0).fit(X)
+    assert np.all(np.diff(m.lower_bounds_) > -1e-10)
+    assert np.all(np.isfinite(m.coefs_)) and np.all(np.isfinite(m.covars_))
+    # the frame log-likelihoods: the AR density where the frame and its lag are complete, 0 elsewhere
+    frame = np.zeros((T, 2))
+    for t in range(1, T):
+        if np.isnan(X[t]).any() or np.isnan(X[t - 1]).any():
+            continue
+        for k in range(2):
+            mean = m.coefs_[k] @ X[t - 1] + m.intercepts_[k]
+            frame[t, k] = multivariate_normal(mean, m.covars_[k]).logpdf(X[t])
+    with np.errstate(divide="ignore"):
+        ll, post = _forward_backward(np.log(m.startprob_), np.log(m.transmat_), frame)
+    np.testing.assert_allclose(m.score(X), ll, rtol=1e-8)
+    np.testing.assert_allclose(m.predict_proba(X), post, rtol=1e-8, atol=1e-10)
