@@ -199,7 +199,7 @@ def test_verbose_prints(blobs, capsys):
 # -- bad input -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("X, match", [
-    (np.array([[1.0, np.nan], [2, 3], [4, 5]]), "NaN"),
+    (np.array([[1.0, np.nan], [2, np.nan], [4, np.nan]]), "feature 1 has no observed value"),
     (np.array([[1.0, np.inf], [2, 3], [4, 5]]), "infinity"),
     (np.arange(5.0), "2-D"),
     (np.zeros((3, 2, 2)), "2-D"),

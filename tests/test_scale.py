@@ -124,8 +124,8 @@ def test_partial_fit_bad_input_leaves_state_intact():
                   if k.endswith("_") and not k.startswith("_")}
         with pytest.raises(ValueError, match=r"3 features, but \w+ is expecting 2 features"):
             model.partial_fit(bad)
-        with pytest.raises(ValueError, match="NaN"):
-            model.partial_fit(np.full((5, 2), np.nan))
+        with pytest.raises(ValueError, match="infinity"):
+            model.partial_fit(np.full((5, 2), np.inf))
         with pytest.raises(ValueError, match="schedule"):
             model.partial_fit(X[:100], schedule={"kappa": 0.9})
         for k, v in before.items():
