@@ -282,3 +282,48 @@ def test_arhmm_incomplete_frames_carry_no_evidence():
         ll, post = _forward_backward(np.log(m.startprob_), np.log(m.transmat_), frame)
     np.testing.assert_allclose(m.score(X), ll, rtol=1e-8)
     np.testing.assert_allclose(m.predict_proba(X), post, rtol=1e-8, atol=1e-10)
+
+
+def test_poisson_hmm_skips_missing_counts():
+    from scipy.stats import poisson
+
+    from emkit import PoissonHMM
+
+    rng = np.random.default_rng(6)
+    X = rng.poisson([2.0, 5.0, 1.0], size=(90, 3)).astype(float)
+    X[30:60] = rng.poisson([8.0, 1.0, 4.0], size=(30, 3))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[12] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = PoissonHMM(2, random_state=0, max_iter=15, tol=0).fit(X)
+    assert np.all(np.diff(m.lower_bounds_) > -1e-10)
+    assert np.all(np.isfinite(m.lambdas_)) and np.all(m.lambdas_ > 0)
+    frame = np.array([[np.nansum(poisson.logpmf(x, m.lambdas_[k])) for k in range(2)] for x in X])
+    with np.errstate(divide="ignore"):
+        ll, post = _forward_backward(np.log(m.startprob_), np.log(m.transmat_), frame)
+    np.testing.assert_allclose(m.score(X), ll, rtol=1e-8)
+    np.testing.assert_allclose(m.predict_proba(X), post, rtol=1e-8, atol=1e-10)
+
+
+def test_categorical_hmm_skips_missing_symbols():
+    from emkit import CategoricalHMM
+
+    rng = np.random.default_rng(7)
+    X = np.r_[rng.choice(4, size=50, p=[0.7, 0.1, 0.1, 0.1]), rng.choice(4, size=50, p=[0.1, 0.1, 0.1, 0.7])]
+    X = X.reshape(-1, 1).astype(float)
+    X[rng.random(100) < 0.2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = CategoricalHMM(2, random_state=0, max_iter=15, tol=0).fit(X)
+        m_int = CategoricalHMM(2, random_state=0, max_iter=15, tol=0).fit(np.where(np.isnan(X), -1, X).astype(int))
+    np.testing.assert_array_equal(m.emissionprob_, m_int.emissionprob_)  # NaN and -1 mean the same
+    assert np.all(np.diff(m.lower_bounds_) > -1e-10)
+    with np.errstate(divide="ignore"):
+        frame = np.array([[0.0 if np.isnan(x[0]) else np.log(m.emissionprob_[k, int(x[0])]) for k in range(2)]
+                          for x in X])
+        ll, post = _forward_backward(np.log(m.startprob_), np.log(m.transmat_), frame)
+    np.testing.assert_allclose(m.score(X), ll, rtol=1e-8)
+    np.testing.assert_allclose(m.predict_proba(X), post, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="-1 or NaN marks a missing symbol"):
+        m.predict(np.array([[-2], [1]]))

@@ -26,6 +26,9 @@ class CategoricalStats(Stats):
 class CategoricalEmission:
     """Categorical emission family over symbols ``0..n_symbols-1`` (X of shape (n, 1), integers).
 
+    A missing symbol is -1: its likelihood is 1 and the statistics hold its conditional
+    expectation (the state's emission probabilities).
+
     Parameters
     ----------
     n_components, n_symbols : int
@@ -45,13 +48,24 @@ class CategoricalEmission:
 
     def log_likelihood(self, params, symbols):
         with np.errstate(divide="ignore"):
-            return np.log(params.emissionprob).T[symbols]
+            out = np.log(params.emissionprob).T[symbols]
+        missing = symbols < 0
+        if missing.any():
+            out[missing] = 0.0
+        return out
 
     def statistics(self, params, symbols, weights):
         K = weights.shape[1]
+        missing = symbols < 0
+        has_missing = missing.any()
+        if has_missing:
+            W_missing = weights[missing]
+            symbols, weights = symbols[~missing], weights[~missing]
         counts = np.empty((K, self.n_symbols))
         for k in range(K):
             counts[k] = np.bincount(symbols, weights=weights[:, k], minlength=self.n_symbols)
+        if has_missing and params is not None:
+            counts += W_missing.sum(axis=0)[:, None] * params.emissionprob
         return CategoricalStats(counts=counts)
 
     def m_step(self, stats, params=None, learn=None):

@@ -40,6 +40,7 @@ from scipy import linalg
 from ..inference import _kernels as _k
 from ..inference import _missing_kernels as _mk
 from ..stats import Stats
+from .missing import component_means, missing_patterns
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -228,55 +229,6 @@ class _CovarianceType:
 #: Squared Mahalanobis distance of a mean from the common centre beyond which that component's
 #: moments are taken about its own mean (about a common centre they would lose log10(_FAR) digits).
 _FAR = 1e6
-
-
-def missing_patterns(X):
-    """Rows of ``X`` (n, D) with NaN, grouped by missingness pattern; None if there is no NaN.
-
-    Returns
-    -------
-    idx : ndarray (m,)
-        Indices of the rows with at least one NaN, grouped by pattern.
-    starts : ndarray (P + 1,)
-        Pattern ``p`` holds ``idx[starts[p]:starts[p + 1]]``.
-    observed : ndarray (P, D) of bool
-        The coordinates each pattern observes.
-    """
-    if X.dtype.kind != "f":
-        return None
-    nan = np.isnan(X)
-    incomplete = nan.any(axis=1)
-    if not incomplete.any():
-        return None
-    idx = np.flatnonzero(incomplete)
-    sub = nan[idx]
-    packed = np.ascontiguousarray(np.packbits(sub, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    starts = np.zeros(first.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(inverse, minlength=first.size), out=starts[1:])
-    return idx[order], starts, np.ascontiguousarray(~sub[first])
-
-
-def _component_means(X, weights):
-    """Per-component weighted means (K, D) of the observed entries; a coordinate without weight gets the
-    mean of its observed entries (0 if none)."""
-    nan = np.isnan(X) if X.dtype.kind == "f" else None
-    if nan is None or not nan.any():
-        Xf = np.asarray(X, dtype=np.float64)
-        totals, counts = weights.T @ Xf, np.broadcast_to(weights.sum(axis=0)[:, None], (weights.shape[1], X.shape[1]))
-        col = Xf.mean(axis=0)
-    else:
-        Xf = np.where(nan, 0.0, X)
-        obs = (~nan).astype(np.float64)
-        totals, counts = weights.T @ Xf, weights.T @ obs
-        n_obs = obs.sum(axis=0)
-        col = np.where(n_obs > 0, Xf.sum(axis=0) / np.maximum(n_obs, 1), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = totals / counts
-    return np.where(counts > 0, means, col[None, :])
 
 
 def _check_shape(a, shape, name):
@@ -652,7 +604,7 @@ class GaussianEmission:
             Xs = np.subtract(X, center, dtype=np.float64)
             return GaussianStats(n=nk, sx=weights.T @ Xs, sxx=self.cov.second_moments(Xs, weights), center=center,
                                  kind=self.cov.name)
-        centers = _component_means(X, weights) if center is None else np.asarray(center, dtype=np.float64)
+        centers = component_means(X, weights) if center is None else np.asarray(center, dtype=np.float64)
         centers = np.ascontiguousarray(np.broadcast_to(centers, (K, D)))
         filled, cond = (None, None) if miss is None else self._filled(X, weights, centers, params, miss)
         sx = np.empty((K, D))

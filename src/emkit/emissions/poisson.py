@@ -1,4 +1,8 @@
-"""Poisson emissions: D independent event counts per step (spike counts, event tallies)."""
+"""Poisson emissions: D independent event counts per step (spike counts, event tallies).
+
+A missing count (NaN) is skipped: the row's likelihood is that of its observed counts, and the
+statistics hold its conditional expectation (the state's rate).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from ..stats import Stats
+from .missing import component_means
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class PoissonEmission:
 
     def log_likelihood(self, params, X):
         X = np.asarray(X, dtype=np.float64)
+        nan = np.isnan(X)
+        missing = nan.any()
+        if missing:
+            X = np.where(nan, 0.0, X)  # a zero count adds nothing but its rate, removed below
         lam = params.lambdas
         with np.errstate(divide="ignore", invalid="ignore"):
             log_lam = np.log(lam)
@@ -55,12 +64,21 @@ class PoissonEmission:
             # a zero rate makes any positive count impossible
             zero = (lam <= 0).T.astype(np.float64)  # (D, K)
             impossible = (X > 0).astype(np.float64) @ zero > 0
-        out = xl - lam.sum(axis=1) - gammaln(X + 1).sum(axis=1, keepdims=True)
+        rate = (~nan) @ lam.T if missing else lam.sum(axis=1)
+        out = xl - rate - gammaln(X + 1).sum(axis=1, keepdims=True)
         out[impossible] = -np.inf
         return out
 
     def statistics(self, params, X, weights):
-        return PoissonStats(n=weights.sum(axis=0), sx=weights.T @ np.asarray(X, dtype=np.float64))
+        """Weighted count sums; a missing count contributes its expectation (the rate, or with ``params``
+        None the state's mean observed count in this chunk)."""
+        X = np.asarray(X, dtype=np.float64)
+        nan = np.isnan(X)
+        if not nan.any():
+            return PoissonStats(n=weights.sum(axis=0), sx=weights.T @ X)
+        fill = component_means(X, weights) if params is None else params.lambdas
+        sx = weights.T @ np.where(nan, 0.0, X) + (weights.T @ nan) * fill
+        return PoissonStats(n=weights.sum(axis=0), sx=sx)
 
     def m_step(self, stats, params=None, learn=None):
         if learn is not None and "lambdas" not in learn:

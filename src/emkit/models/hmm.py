@@ -608,11 +608,17 @@ class CategoricalHMM(BaseHMM):
         return CategoricalEmission(self.n_components, self._n_symbols() or 1, self.emissionprob_prior)
 
     def _validate_X(self, X):
-        X = check_array(X, "X", dtype="int")
+        X = check_array(X, "X", allow_nan=True)
         if X.shape[1] != 1:
             raise ValueError(f"X must have shape (n_samples, 1) with one integer symbol per row; got {X.shape}")
-        if X.min() < 0:
-            raise ValueError(f"X must hold symbols >= 0; got {X.min()}")
+        nan = np.isnan(X)
+        if nan.any():
+            X = np.where(nan, -1.0, X)
+        if not np.all(X == np.round(X)):
+            raise ValueError("X must hold integers; got non-integer values")
+        X = X.astype(np.int64)
+        if X.min() < -1:
+            raise ValueError(f"X must hold symbols >= 0 (-1 or NaN marks a missing symbol); got {X.min()}")
         n = self._n_symbols()
         if n is not None and X.max() >= n:
             raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of n_features={n}")
@@ -636,7 +642,10 @@ class CategoricalHMM(BaseHMM):
             self._fitted_n_symbols = int(X.max().compute()) + 1
         else:
             Xc, _ = as_sequences(X, lengths)
-            self._fitted_n_symbols = int(check_array(Xc, "X", dtype="int").max()) + 1
+            largest = int(self._validate_X(Xc).max())
+            if largest < 0:
+                raise ValueError("X has no observed symbol (every entry is missing)")
+            self._fitted_n_symbols = largest + 1
 
     _kmeans_seeded = False
 
@@ -708,10 +717,10 @@ class PoissonHMM(BaseHMM):
         return PoissonEmission(self.n_components, self.lambdas_prior, self.lambdas_weight)
 
     def _validate_X(self, X):
-        X = check_array(X, "X")
+        X = check_array(X, "X", allow_nan=True)
         if np.any(X < 0):
             raise ValueError("X must hold non-negative counts for a PoissonHMM; got negative values")
-        if X.dtype.kind == "f" and not np.all(X == np.round(X)):
+        if X.dtype.kind == "f" and not np.all((X == np.round(X)) | np.isnan(X)):
             raise ValueError("X must hold integer counts for a PoissonHMM; got non-integer values")
         return X
 
