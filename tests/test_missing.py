@@ -327,3 +327,57 @@ def test_categorical_hmm_skips_missing_symbols():
     np.testing.assert_allclose(m.predict_proba(X), post, rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="-1 or NaN marks a missing symbol"):
         m.predict(np.array([[-2], [1]]))
+
+
+@pytest.mark.parametrize("kind", COV_TYPES)
+def test_mixture_impute_is_the_posterior_conditional_mean(kind):
+    X = _data()
+    w0, m0, c0 = _start(kind)
+    gm = GaussianMixture(2, covariance_type=kind, weights_init=w0, means_init=m0,
+                         precisions_init=_precisions(c0, kind), max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    S = _full(gm.covariances_, kind, 2, 3)
+    out = gm.impute(X)
+    resp = gm.predict_proba(X)
+    for i in range(X.shape[0]):
+        o = ~np.isnan(X[i])
+        expected = X[i].copy()
+        m = ~o
+        if m.any():
+            cond = []
+            for k in range(2):
+                x = gm.means_[k].copy()
+                if o.any():
+                    x[m] += S[k][np.ix_(m, o)] @ np.linalg.solve(S[k][np.ix_(o, o)], X[i][o] - gm.means_[k][o])
+                cond.append(x)
+            expected[m] = (resp[i] @ np.array(cond))[m]
+        np.testing.assert_allclose(out[i], expected, rtol=1e-10, atol=1e-12)
+    assert not np.isnan(out).any()
+
+
+def test_hmm_impute_uses_smoothed_posteriors():
+    from emkit import CategoricalHMM, PoissonHMM
+
+    X = _data(n=40, seed=1)
+    _, means, cov = _start("diag")
+    model = GaussianHMM.from_params([0.3, 0.7], [[0.9, 0.1], [0.2, 0.8]], covariance_type="diag", means=means,
+                                    covars=cov)
+    out = model.impute(X)
+    post = model.predict_proba(X)
+    nan = np.isnan(X)
+    np.testing.assert_allclose(out[nan], (post @ means)[nan], rtol=1e-12)  # diag: the state means
+    np.testing.assert_array_equal(out[~nan], X[~nan])
+    counts = np.array([[1.0], [np.nan], [7.0], [np.nan]])
+    p = PoissonHMM.from_params([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], lambdas=[[1.0], [8.0]])
+    np.testing.assert_allclose(p.impute(counts)[[1, 3], 0], (p.predict_proba(counts) @ [1.0, 8.0])[[1, 3]])
+    c = CategoricalHMM.from_params([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], emissionprob=[[0.8, 0.2], [0.1, 0.9]])
+    np.testing.assert_array_equal(c.impute(np.array([[0], [-1], [0], [1], [np.nan], [1]]))[:, 0], [0, 0, 0, 1, 1, 1])
+    from emkit import ARHMM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ar = ARHMM(2, random_state=0, max_iter=2).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    with pytest.raises(ValueError, match="impute is not available for ARHMM"):
+        ar.impute(X[:, :2])

@@ -619,6 +619,14 @@ class GaussianEmission:
             parts.append(part)
         return GaussianStats(n=nk, sx=sx, sxx=self.cov.stack(parts), center=centers, kind=self.cov.name)
 
+    def conditional_expectations(self, params, X):
+        """``E[x_n | observed entries of x_n, z_n = k]`` as a (K, n, D) array (observed entries as given)."""
+        K, D = params.means.shape
+        miss = missing_patterns(X)
+        if miss is None:
+            return np.broadcast_to(np.asarray(X, dtype=np.float64), (K,) + X.shape)
+        return self._filled(X, np.zeros((X.shape[0], K)), np.zeros((K, D)), params, miss)[0]
+
     def _filled(self, X, weights, centers, params, miss):
         """Rows with missing entries replaced by conditional expectations, per component, minus the centres.
 

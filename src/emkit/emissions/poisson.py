@@ -80,6 +80,11 @@ class PoissonEmission:
         sx = weights.T @ np.where(nan, 0.0, X) + (weights.T @ nan) * fill
         return PoissonStats(n=weights.sum(axis=0), sx=sx)
 
+    def conditional_expectations(self, params, X):
+        """``E[x_n | observed counts of x_n, z_n = k]`` as a (K, n, D) array: a missing count's expectation is the rate."""
+        X = np.asarray(X, dtype=np.float64)
+        return np.where(np.isnan(X)[None], params.lambdas[:, None, :], X[None])
+
     def m_step(self, stats, params=None, learn=None):
         if learn is not None and "lambdas" not in learn:
             return params

@@ -402,6 +402,30 @@ class BaseHMM(EMEstimator):
         is a list of sequences."""
         return _per_sequence(X, lengths, self.decode(X, lengths)[1])
 
+    def impute(self, X, lengths=None):
+        """``X`` with every missing (NaN) entry replaced by its posterior conditional mean, (n, D).
+
+        ``E[x_t,m | X] = sum_k p(z_t = k | X) E[x_t,m | x_t,o, z_t = k]``, with the smoothed
+        state posteriors (the whole sequence informs every frame).  Observed entries are
+        returned unchanged.  CategoricalHMM returns the most probable symbol instead of a mean.
+        """
+        X, lengths, params, frame = self._checked(X, lengths)
+        emission = self._make_emission(X.shape[1])
+        if not hasattr(emission, "conditional_expectations"):
+            raise ValueError(f"impute is not available for {type(self).__name__}; GaussianHMM, PoissonHMM and "
+                             "CategoricalHMM impute missing values")
+        post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        self._require_possible(post.log_likelihood)
+        out = np.array(X, dtype=np.float64)
+        for s in range(0, X.shape[0], HMM_CHUNK_FRAMES):
+            part = slice(s, s + HMM_CHUNK_FRAMES)
+            nan = np.isnan(out[part])
+            if nan.any():
+                expected = np.einsum("nk,knd->nd", post.posteriors[part],
+                                     emission.conditional_expectations(params.emission, X[part]))
+                out[part][nan] = expected[nan]
+        return out
+
     def sample_posterior(self, X, lengths=None, random_state=None):
         """A state path drawn from p(z | X), (n,) (forward filtering, backward sampling)."""
         X, lengths, params, frame = self._checked(X, lengths)
@@ -648,6 +672,18 @@ class CategoricalHMM(BaseHMM):
             self._fitted_n_symbols = largest + 1
 
     _kmeans_seeded = False
+
+    def impute(self, X, lengths=None):
+        """``X`` (n, 1) with every missing symbol (NaN or -1) replaced by its most probable value given
+        the whole sequence: ``argmax_j sum_k p(z_t = k | X) emissionprob_[k, j]``; integers."""
+        X, lengths, params, frame = self._checked(X, lengths)
+        post = inference.forward_backward(params.startprob, params.transmat, frame, lengths)
+        self._require_possible(post.log_likelihood)
+        out = X.copy()
+        missing = X[:, 0] < 0
+        if missing.any():
+            out[missing, 0] = (post.posteriors[missing] @ params.emission.emissionprob).argmax(axis=1)
+        return out
 
     def _random_emission_params(self, rng):
         return CategoricalParams(emissionprob=rng.dirichlet(np.ones(self._n_symbols()), size=self.n_components))

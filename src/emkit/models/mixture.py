@@ -396,6 +396,26 @@ class GaussianMixture(DensityMixin, EMEstimator):
         """Posterior probability of each component for each row, (n, K)."""
         return np.exp(self._log_resp(self._check_X(X))[1])
 
+    def impute(self, X):
+        """``X`` with every missing (NaN) entry replaced by its posterior conditional mean, (n, D).
+
+        ``E[x_m | x_o] = sum_k p(k | x_o) E[x_m | x_o, k]``: the conditional means of the
+        components, weighted by the responsibilities given the observed entries.  Observed
+        entries are returned unchanged; a row with nothing observed gets the mixture mean.
+        """
+        X = self._check_X(X)
+        emission, params = self._fitted_params()
+        mix = Mixture(emission)
+        out = np.array(X, dtype=np.float64)
+        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
+        for s in row_slices(X.shape[0], rows):
+            nan = np.isnan(out[s])
+            if nan.any():
+                resp = mix.responsibilities(params, X[s])[1]
+                expected = np.einsum("nk,knd->nd", resp, emission.conditional_expectations(params.emission, X[s]))
+                out[s][nan] = expected[nan]
+        return out
+
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows; returns ``(X (n, D), labels (n,))`` sorted by component."""
         self._check_is_fitted(["weights_", "means_"])
