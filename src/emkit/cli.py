@@ -272,13 +272,16 @@ def cmd_fit(args):
     return 0
 
 
-def _write_labels(path, labels, data, posteriors=None, prefix="p"):
+def _write_labels(path, labels, data, posteriors=None, prefix="p", features=None):
     from .io import write_table
 
     cols = {}
     if data.lengths is not None:
         cols["sequence"] = np.repeat(np.array(data.ids, dtype=object), data.lengths)
         cols["frame"] = np.concatenate([np.arange(L) for L in data.lengths])
+    if features is not None:  # the data with missing values filled in
+        for j, name in enumerate(data.names):
+            cols[name] = features[:, j]
     cols["label"] = np.asarray(labels, dtype=np.int64)
     if posteriors is not None:
         for k in range(posteriors.shape[1]):
@@ -303,11 +306,19 @@ def cmd_predict(args):
                 labels = post.argmax(axis=1)
         else:
             post = model.predict_proba(X)
+    filled = None
+    if args.impute:
+        if not hasattr(model, "impute"):
+            raise UserError(f"--impute needs a model of missing values (GaussianMixture or an HMM); "
+                            f"{type(model).__name__} has none")
+        filled = model.impute(X, data.lengths) if _is_hmm(model) else model.impute(X)
     path = args.output or "labels.csv"
-    _write_labels(path, labels, data, post)
+    _write_labels(path, labels, data, post, features=filled)
     info = {"model": type(model).__name__, "n_samples": int(X.shape[0]), "output": path,
             "causal": bool(args.causal), "counts": np.bincount(labels).tolist()}
-    _emit(args, [f"wrote {X.shape[0]} labels{' and posteriors' if post is not None else ''} to {path}"], info)
+    info["imputed"] = 0 if filled is None else int(np.isnan(np.asarray(X, dtype=np.float64)).sum())
+    what = "labels" + (", posteriors" if post is not None else "") + (" and imputed data" if filled is not None else "")
+    _emit(args, [f"wrote {X.shape[0]} rows of {what} to {path}"], info)
     return 0
 
 
@@ -687,6 +698,9 @@ def build_parser():
     p = _model_command(sub, "predict", "labels (and posteriors) of data under a saved model", cmd_predict)
     p.add_argument("--posteriors", action="store_true", help="also write the posterior of every state")
     p.add_argument("--causal", action="store_true", help="HMMs: filtered posteriors, using no future data")
+    p.add_argument("--impute", action="store_true",
+                   help="also write the data with missing values (empty cells, NaN) replaced by their posterior "
+                        "conditional means")
     p.add_argument("-o", "--output", help="output file, .csv/.tsv or .parquet (default labels.csv)")
 
     _model_command(sub, "score", "log-likelihood, BIC and AIC of data under a saved model", cmd_score)

@@ -383,16 +383,16 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
 
     if kind == "hmm":
         X, lengths = as_sequences(X, lengths)
-        X = check_array(X, "X", dtype=None)
+        X = check_array(X, "X", dtype=None, allow_nan=True)
         lengths = check_lengths(lengths, X.shape[0])
         if isinstance(model, CategoricalHMM) and params.get("n_features") is None and X.dtype.kind in "iuf":
             # fix the alphabet from all the data, so that a training split missing a symbol still scores the rest
-            params["n_features"] = int(np.max(X)) + 1
+            params["n_features"] = int(np.nanmax(X)) + 1
     else:
         if lengths is not None:
             raise ValueError(f"lengths is only used for HMMs; {type(model).__name__} treats the rows of X as "
                              "independent, so pass lengths=None")
-        X = check_array(X, "X")
+        X = check_array(X, "X", allow_nan=True)  # KMeans refuses NaN itself
         if X.shape[0] < candidates[-1]:
             raise ValueError(f"n_components holds {candidates[-1]}, more than the {X.shape[0]} rows of X")
 

@@ -79,6 +79,14 @@ def assign(X, centers, sample_weight=None):
     return labels, dist
 
 
+def _refuse_missing(X):
+    """K-means needs complete rows: NaN (missing values) get an error that points to GaussianMixture."""
+    if X.dtype.kind == "f" and np.isnan(X).any():
+        raise ValueError("X contains NaN (missing values): KMeans needs complete rows. GaussianMixture fits data with "
+                         "missing values exactly (and its impute() fills them in); or remove such rows")
+    return X
+
+
 #: Complete rows (per cluster) that suffice to seed centres when some rows have missing values.
 SEED_COMPLETE_ROWS_PER_CLUSTER = 10
 
@@ -414,7 +422,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             ``"stochastic"``: mini-batch K-means by stochastic EM over shuffled batches of
             ``batch_size`` rows, ``max_iter`` passes (see :class:`emkit.em.StepSchedule`).
         """
-        X = self._check_data(X, reset=True)
+        X = _refuse_missing(self._check_data(X, reset=True, allow_nan=True))
         sw = check_sample_weight(sample_weight, X.shape[0])
         K, init, n_init = self._check_params(X)
         check_choice(algorithm, "algorithm", ("lloyd", "stochastic"))
@@ -473,7 +481,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         an array); ``labels_`` and ``inertia_`` describe the last batch.
         """
         fitted = getattr(self, "cluster_centers_", None) is not None
-        X = self._check_data(X, reset=not fitted)
+        X = _refuse_missing(self._check_data(X, reset=not fitted, allow_nan=True))
         sw = check_sample_weight(sample_weight, X.shape[0])
         if fitted:
             check_n_features(X, self.cluster_centers_.shape[1])
@@ -505,7 +513,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _check_X(self, X):
         self._check_is_fitted(["cluster_centers_"])
-        X = self._check_data(X, reset=False)
+        X = _refuse_missing(self._check_data(X, reset=False, allow_nan=True))
         check_n_features(X, self.cluster_centers_.shape[1])
         return X
 
