@@ -381,3 +381,54 @@ def test_hmm_impute_uses_smoothed_posteriors():
         ar = ARHMM(2, random_state=0, max_iter=2).fit(np.random.default_rng(0).normal(size=(30, 2)))
     with pytest.raises(ValueError, match="impute is not available for ARHMM"):
         ar.impute(X[:, :2])
+
+
+def test_sample_weights_count_rows_with_missing_values_as_copies():
+    X = _data()
+    w = np.ones(X.shape[0])
+    w[[3, 7, 10]] = 2.0
+    Xd = np.r_[X, X[[3, 7, 10]]]
+    kw = dict(weights_init=[0.4, 0.6], means_init=_start("full")[1], max_iter=8, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(2, **kw).fit(X, sample_weight=w)
+        b = GaussianMixture(2, **kw).fit(Xd)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-10)
+
+
+def test_partial_fit_and_stochastic_em_with_missing_values():
+    X = _data(n=200, seed=9)
+    gm = GaussianMixture(2, random_state=0)
+    for s in range(0, 200, 50):
+        gm.partial_fit(X[s:s + 50])
+    assert np.all(np.isfinite(gm.means_)) and np.all(np.isfinite(gm.covariances_))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        st = GaussianMixture(2, random_state=0, max_iter=3).fit(X, algorithm="stochastic", batch_size=40)
+    assert np.all(np.isfinite(st.means_))
+    h = GaussianHMM(2, random_state=0)
+    h.partial_fit(X[:100])
+    h.partial_fit(X[100:])
+    assert np.all(np.isfinite(h.means_))
+
+
+def test_cli_predict_impute_and_kmeans_error(tmp_path):
+    from emkit.cli import main
+
+    X = _data(n=80, seed=10)
+    csv = tmp_path / "d.csv"
+    with open(csv, "w") as fh:
+        fh.write("a,b,c\n")
+        fh.writelines(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n" for row in X)
+    out = tmp_path / "fit"
+    assert main(["fit", str(csv), "--model", "gmm", "-k", "2", "--seed", "0", "-o", str(out)]) == 0
+    pred = tmp_path / "p.csv"
+    assert main(["predict", str(out / "model.npz"), "--data", str(csv), "--impute", "-o", str(pred)]) == 0
+    table = np.genfromtxt(pred, delimiter=",", names=True)
+    filled = np.column_stack([table["a"], table["b"], table["c"]])
+    model = __import__("emkit").load(out / "model.npz")
+    np.testing.assert_allclose(filled, model.impute(X), rtol=1e-12)
+    assert main(["fit", str(csv), "--model", "kmeans", "-k", "2", "-o", str(tmp_path / "km")]) == 2
+    with pytest.raises(ValueError, match="GaussianMixture fits data with missing values"):
+        __import__("emkit").KMeans(2).fit(X)

@@ -297,6 +297,25 @@ def test_dask_hmm_matches_in_memory(dask_client):
     np.testing.assert_allclose(b.lower_bounds_, a.lower_bounds_, rtol=1e-8)
 
 
+def test_missing_values_out_of_core_and_on_dask(dask_client, tmp_path):
+    da = pytest.importorskip("dask.array")
+    X, _, _ = make_blobs(n=3000, D=3, K=3, seed=8, spread=5.0)
+    X[np.random.default_rng(0).random(X.shape) < 0.15] = np.nan
+    kw = dict(_gmm_start(np.nan_to_num(X)), max_iter=5)
+    ref = _fit_quiet(GaussianMixture(**kw), X)
+    csv = tmp_path / "x.csv"
+    with open(csv, "w") as fh:  # missing values as empty cells
+        fh.write("a,b,c\n")
+        fh.writelines(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n" for row in X)
+    npy = tmp_path / "x.npy"
+    np.save(npy, X)
+    for data in (str(csv), np.load(npy, mmap_mode="r"), da.from_array(X, chunks=(700, 3))):
+        ours = _fit_quiet(GaussianMixture(**kw), data)
+        np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9)
+        np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-9)
+        np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-9)
+
+
 @pytest.mark.parametrize("cls", [GaussianMixture, KMeans, GaussianHMM])
 def test_partial_fit_continues_after_fit_and_after_reload(tmp_path, cls):
     rng = np.random.default_rng(0)

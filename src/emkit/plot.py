@@ -66,15 +66,20 @@ def _state_handles(K, label="state"):
 
 
 def _projection(X):
-    """Centre (D,) and a (D, 2) basis: the first two features if D <= 2, else the top principal axes."""
+    """Centre (D,) and a (D, 2) basis: the first two features if D <= 2, else the top principal axes
+    (of the complete rows: rows with missing values project to NaN and are not drawn)."""
     X = np.asarray(X, dtype=np.float64)
     D = X.shape[1]
-    center = X.mean(axis=0)
     if D == 1:
         return np.zeros(1), np.array([[1.0, 0.0]]), ["x0", "(none)"]
     if D == 2:
         return np.zeros(2), np.eye(2), None
-    _, _, vt = np.linalg.svd(X[: 100_000] - center, full_matrices=False)
+    sample = X[: 100_000]
+    sample = sample[~np.isnan(sample).any(axis=1)]
+    if sample.shape[0] < 2:
+        return np.zeros(D), np.eye(D)[:, :2], None
+    center = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - center, full_matrices=False)
     return center, vt[:2].T, ["PC 1", "PC 2"]
 
 
