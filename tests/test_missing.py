@@ -388,7 +388,8 @@ def test_sample_weights_count_rows_with_missing_values_as_copies():
     w = np.ones(X.shape[0])
     w[[3, 7, 10]] = 2.0
     Xd = np.r_[X, X[[3, 7, 10]]]
-    kw = dict(weights_init=[0.4, 0.6], means_init=_start("full")[1], max_iter=8, tol=0)
+    w0, m0, c0 = _start("full")
+    kw = dict(weights_init=w0, means_init=m0, precisions_init=_precisions(c0, "full"), max_iter=8, tol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = GaussianMixture(2, **kw).fit(X, sample_weight=w)

@@ -528,10 +528,12 @@ class GaussianEmission:
         sub = np.empty((idx.size, K))
         if self.cov.name in ("diag", "spherical"):  # per-coordinate terms
             pc = params.precisions_cholesky
-            _mk.diag_marginal_mahalanobis(Xi, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
+            nan = np.isnan(Xi)
+            obs = (~nan).astype(np.float64)
+            Xi[nan] = 0.0
+            _mk.diag_marginal_mahalanobis(Xi, obs, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
                                           sub)
             sub *= -0.5
-            obs = ~np.isnan(Xi)
             log_pc = np.log(np.broadcast_to(pc[:, None] if pc.ndim == 1 else pc, (K, D)))
             sub += obs @ log_pc.T
             sub -= (0.5 * LOG_2PI) * obs.sum(axis=1)[:, None]
@@ -574,12 +576,32 @@ class GaussianEmission:
         """
         if params is None:
             return self.moments(X, weights)
-        miss = missing_patterns(X)
-        if miss is None:
-            c = self.center_of(params)
-            if not self._has_far_component(params, c):
+        c = self.center_of(params)
+        if not self._has_far_component(params, c):
+            if not (X.dtype.kind == "f" and np.isnan(X).any()):
                 return self.moments(X, weights, c)
-        return self.moments(X, weights, params.means, params, miss)
+            if self.cov.name in ("diag", "spherical"):
+                return self._per_coordinate_moments(X, weights, c, params)
+        return self.moments(X, weights, params.means, params)
+
+    def _per_coordinate_moments(self, X, weights, c, params):
+        """Diag and spherical moments about the common centre ``c`` (D,) with NaN entries integrated out.
+
+        A missing entry of a row in component k has conditional mean ``mu_kd`` and variance
+        ``sigma2_kd`` (coordinates are independent given the component), so it adds
+        ``w (mu_kd - c_d)`` to ``sx`` and ``w ((mu_kd - c_d)^2 + sigma2_kd)`` to the second moment.
+        """
+        K, D = params.means.shape
+        nan = np.isnan(X)
+        Xc = np.subtract(X, c, dtype=np.float64)
+        Xc[nan] = 0.0
+        w_missing = weights.T @ nan.astype(np.float64)  # (K, D)
+        d = params.means - c
+        variances = np.diagonal(self._full_covariances(params), axis1=1, axis2=2)
+        sx = weights.T @ Xc + w_missing * d
+        sxx = weights.T @ (Xc * Xc) + w_missing * (d * d + variances)
+        return GaussianStats(n=weights.sum(axis=0, dtype=np.float64), sx=sx,
+                             sxx=sxx if self.cov.name == "diag" else sxx.sum(axis=1), center=c, kind=self.cov.name)
 
     def moments(self, X, weights, center=None, params=None, miss=False):
         """Weighted moments of ``X`` (n, D) with weights (n, K).

@@ -29,8 +29,11 @@ def missing_patterns(X):
         return None
     idx = np.flatnonzero(incomplete)
     sub = nan[idx]
-    packed = np.ascontiguousarray(np.packbits(sub, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    if sub.shape[1] <= 62:  # one integer key per pattern
+        keys = sub @ (np.int64(1) << np.arange(sub.shape[1], dtype=np.int64))
+    else:
+        packed = np.ascontiguousarray(np.packbits(sub, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     order = np.argsort(inverse, kind="stable")

@@ -147,16 +147,18 @@ def conditional_fill(X, starts, observed, means, covs, centers, W, Xs, Cw):
 
 
 @njit(cache=True, nogil=True)
-def diag_marginal_mahalanobis(X, means, P, out):
-    """``out[i, k] = sum over observed d of (X[i, d] - means[k, d])^2 * P[k, d]`` (NaN entries skipped)."""
-    n, D = X.shape
+def diag_marginal_mahalanobis(Xz, obs, means, P, out):
+    """``out[i, k] = sum_d obs[i, d] (Xz[i, d] - means[k, d])^2 P[k, d]``: observed entries only.
+
+    ``Xz`` (n, D) holds the rows with missing entries set to 0 and ``obs`` (n, D) is 1.0 where an
+    entry is observed, 0.0 where it is missing (branch-free, so the loop vectorises).
+    """
+    n, D = Xz.shape
     K = means.shape[0]
     for i in range(n):
         for k in range(K):
             s = 0.0
             for d in range(D):
-                x = X[i, d]
-                if x == x:
-                    v = x - means[k, d]
-                    s += v * v * P[k, d]
+                v = (Xz[i, d] - means[k, d]) * obs[i, d]
+                s += v * v * P[k, d]
             out[i, k] = s
