@@ -454,7 +454,7 @@ def test_bad_symbols_and_counts():
     with pytest.raises(ValueError, match="outside the range"):
         CategoricalHMM(2, n_features=3).fit(np.array([[0], [1], [5]]))
     with pytest.raises(ValueError, match=">= 0"):
-        CategoricalHMM(2).fit(np.array([[0], [-1], [1]]))
+        CategoricalHMM(2).fit(np.array([[0], [-2], [1]]))  # -1 marks a missing symbol
     with pytest.raises(ValueError, match="integers"):
         CategoricalHMM(2).fit(np.array([[0.5], [1.0], [1.0]]))
     with pytest.raises(ValueError, match=r"shape \(n_samples, 1\)"):

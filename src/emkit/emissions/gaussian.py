@@ -40,7 +40,7 @@ from scipy import linalg
 from ..inference import _kernels as _k
 from ..inference import _missing_kernels as _mk
 from ..stats import Stats
-from .missing import component_means, missing_patterns
+from .missing import component_means, has_nan, missing_patterns
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -348,10 +348,17 @@ class _Tied(_Full):
         return np.log(np.diag(pc)).sum()
 
     def mahalanobis(self, Xs, m, pc):
-        Y = np.ascontiguousarray(Xs @ pc)
-        b = np.ascontiguousarray(m @ pc)  # (K, D)
+        Y = Xs @ pc
+        b = m @ pc  # (K, D)
+        if np.einsum("kj,kj->k", b, b).max(initial=0.0) < _FAR:
+            # every mean near the centre: the expanded products lose no significant digits
+            out = Y @ (-2.0 * b.T)
+            out += np.einsum("ij,ij->i", Y, Y)[:, None]
+            out += np.einsum("kj,kj->k", b, b)[None, :]
+            np.maximum(out, 0.0, out=out)
+            return out
         out = np.empty((Y.shape[0], b.shape[0]))
-        _k.diag_mahalanobis(Y, b, np.ones_like(b), out)  # sum_j (Y_ij - b_kj)^2, without cancellation
+        _k.diag_mahalanobis(np.ascontiguousarray(Y), np.ascontiguousarray(b), np.ones_like(b), out)
         return out
 
     def second_moments(self, Xs, W):
@@ -578,11 +585,18 @@ class GaussianEmission:
             return self.moments(X, weights)
         c = self.center_of(params)
         if not self._has_far_component(params, c):
-            if not (X.dtype.kind == "f" and np.isnan(X).any()):
-                return self.moments(X, weights, c)
+            if not has_nan(X):
+                return self._common_moments(X, weights, c)
             if self.cov.name in ("diag", "spherical"):
                 return self._per_coordinate_moments(X, weights, c, params)
         return self.moments(X, weights, params.means, params)
+
+    def _common_moments(self, X, weights, center):
+        """Moments of ``X`` without NaN about one centre (D,) for every component."""
+        center = np.asarray(center, dtype=np.float64)
+        Xs = np.subtract(X, center, dtype=np.float64)
+        return GaussianStats(n=weights.sum(axis=0, dtype=np.float64), sx=weights.T @ Xs,
+                             sxx=self.cov.second_moments(Xs, weights), center=center, kind=self.cov.name)
 
     def _per_coordinate_moments(self, X, weights, c, params):
         """Diag and spherical moments about the common centre ``c`` (D,) with NaN entries integrated out.
@@ -622,10 +636,7 @@ class GaussianEmission:
         K, D = weights.shape[1], X.shape[1]
         nk = weights.sum(axis=0, dtype=np.float64)
         if miss is None and center is not None and np.ndim(center) == 1:  # one centre for all components
-            center = np.asarray(center, dtype=np.float64)
-            Xs = np.subtract(X, center, dtype=np.float64)
-            return GaussianStats(n=nk, sx=weights.T @ Xs, sxx=self.cov.second_moments(Xs, weights), center=center,
-                                 kind=self.cov.name)
+            return self._common_moments(X, weights, center)
         centers = component_means(X, weights) if center is None else np.asarray(center, dtype=np.float64)
         centers = np.ascontiguousarray(np.broadcast_to(centers, (K, D)))
         filled, cond = (None, None) if miss is None else self._filled(X, weights, centers, params, miss)
