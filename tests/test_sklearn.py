@@ -206,7 +206,8 @@ class ARHMMChecked(_SequenceAdapter, emkit.ARHMM):
 
 
 #: The generic checks that apply to sequence models: parameters, cloning, fitting twice, dtypes,
-#: pickling, n_features_in_, feature names, input checks.  (Sample-order and subset invariance do not
+#: pickling, n_features_in_, feature names, input checks (not "NaN is an error": NaN marks a missing
+#: value; infinity is refused, see test_missing.py).  (Sample-order and subset invariance do not
 #: apply: an HMM's states depend on the neighbouring frames.)
 HMM_CHECKS_NO_FIT = ("check_parameters_default_constructible", "check_get_params_invariance", "check_set_params",
                      "check_estimator_cloneable", "check_estimator_repr", "check_no_attributes_set_in_init",
@@ -214,7 +215,7 @@ HMM_CHECKS_NO_FIT = ("check_parameters_default_constructible", "check_get_params
 HMM_CHECKS_FIT = ("check_fit_idempotent", "check_estimators_dtypes", "check_estimators_pickle", "check_n_features_in",
                   "check_n_features_in_after_fitting", "check_dont_overwrite_parameters", "check_fit_check_is_fitted",
                   "check_estimators_overwrite_params", "check_dict_unchanged", "check_readonly_memmap_input",
-                  "check_dataframe_column_names_consistency", "check_estimators_nan_inf",
+                  "check_dataframe_column_names_consistency",
                   "check_estimators_empty_data_messages", "check_fit2d_1feature", "check_fit2d_predict1d",
                   "check_estimators_unfitted", "check_complex_data", "check_dtype_object",
                   "check_estimator_sparse_array", "check_estimator_sparse_matrix", "check_fit_score_takes_y")
