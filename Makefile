@@ -15,7 +15,7 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,io,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[test,io,dask,behavior]"
 	touch $(VENV)/.installed-core $@
 
 ## make demo: fit a Gaussian mixture to the embedded Old Faithful data; writes $(OUT)/

@@ -419,7 +419,7 @@ def cmd_plot(args):
         elif kind == "transitions":
             obj = P.plot_transition_matrix(model.transmat_)
         elif kind == "durations":
-            obj = P.plot_durations(labels, data.lengths, n_states=K)
+            obj = P.plot_durations(labels, data.lengths, n_states=K, fps=getattr(args, "fps", None))
         elif kind == "usage":
             obj = P.plot_state_usage(labels, n_states=K)
         else:

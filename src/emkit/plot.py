@@ -13,7 +13,8 @@ import numpy as np
 
 from .report import _check_states, state_runs, state_statistics  # no matplotlib at import time
 
-__all__ = ["plot_clusters", "plot_criterion", "plot_decision_regions", "plot_durations", "plot_ethogram", "plot_lower_bounds", "plot_model",
+__all__ = ["plot_clusters", "plot_criterion", "plot_decision_regions", "plot_durations", "plot_ethogram",
+           "plot_ethograms", "plot_lower_bounds", "plot_model",
            "plot_state_usage", "plot_transition_matrix", "save_figure", "state_colors", "state_statistics"]
 
 
@@ -344,11 +345,13 @@ def plot_state_usage(states, n_states=None, ax=None, *, label="state"):
     return ax
 
 
-def plot_durations(states, lengths=None, n_states=None, ax=None):
-    """Histograms of state dwell times (run lengths in frames), one per state.
+def plot_durations(states, lengths=None, n_states=None, fps=None):
+    """Dwell-time distributions, one panel per state (histogram and survival curve).
 
     A run ends at a change of state or at the end of a sequence: runs never cross
-    sequence boundaries.  Long-tailed dwell times get logarithmic bins.
+    sequence boundaries.  Every panel shares the x axis; long-tailed dwell times get
+    logarithmic bins.  The line (right axis) is the survival curve: the fraction of
+    visits lasting longer than t.
 
     Parameters
     ----------
@@ -356,17 +359,25 @@ def plot_durations(states, lengths=None, n_states=None, ax=None):
     lengths : array-like of int, optional
         Lengths of the sequences concatenated in ``states``.
     n_states : int, optional
-    ax : matplotlib Axes, optional
+    fps : float, optional
+        Frames per second: durations in seconds (else in frames).
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib Figure
     """
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     states, lengths, K = _check_states(states, lengths, n_states)
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second; got {fps!r}")
+    dt = 1.0 / fps if fps else 1.0
+    unit = "s" if fps else "frames"
     run_states, _, run_lengths = state_runs(states, lengths)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    cols = min(K, 4)
+    rows = int(np.ceil(K / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 0.6, 2.2 * rows + 0.4), sharex=True, squeeze=False)
     colors = state_colors(K)
     top = int(run_lengths.max())
     log = top > 150
@@ -376,25 +387,36 @@ def plot_durations(states, lengths=None, n_states=None, ax=None):
     else:
         width = max(1, int(np.ceil(top / 40)))
         edges = np.arange(0.5, top + width + 0.5, width)
-    for k in range(K):
+    for k in range(rows * cols):
+        ax = axes[k // cols, k % cols]
+        if k >= K:
+            ax.set_visible(False)
+            continue
         d = run_lengths[run_states == k]
+        ax.set_title(f"state {k}: {d.size} visits" + (f", mean {d.mean() * dt:.3g} {unit}" if d.size else ""),
+                     fontsize=9, color=colors[k])
+        ax.spines[["top"]].set_visible(False)
         if d.size == 0:
             continue
-        lab = f"state {k}: {d.size} visits, mean {d.mean():.3g}"
-        ax.hist(d, bins=edges, histtype="stepfilled", color=colors[k], alpha=0.22)
-        ax.hist(d, bins=edges, histtype="step", color=colors[k], lw=1.6, label=lab)
+        ax.hist(d * dt, bins=edges * dt, histtype="stepfilled", color=colors[k], alpha=0.45, edgecolor=colors[k])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        surv = ax.twinx()
+        x = np.sort(d) * dt
+        surv.step(np.concatenate([[0.0], x]), np.concatenate([[1.0], 1.0 - np.arange(1, x.size + 1) / x.size]),
+                  where="post", color="0.2", lw=1.0)
+        surv.set_ylim(0, 1.05)
+        surv.tick_params(axis="y", labelsize=7)
+        surv.spines[["top"]].set_visible(False)
+        if k % cols == cols - 1 or k == K - 1:
+            surv.set_ylabel("P(longer)", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("visits", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"dwell time ({unit})")
     if log:
-        ax.set_xscale("log")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("dwell time (frames)")
-    ax.set_ylabel("number of visits")
-    ax.set_title("State dwell times")
-    if K <= 12:
-        ax.legend(fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    return ax
+        axes[0, 0].set_xscale("log")
+    fig.suptitle("State dwell times", fontsize=11)
+    return fig
 
 
 def plot_ethogram(states, X=None, lengths=None, time=None, n_states=None, feature_names=None, max_traces=6,
@@ -520,6 +542,62 @@ def plot_ethogram(states, X=None, lengths=None, time=None, n_states=None, featur
     elif K <= 20:
         ax_st.legend(handles=_state_handles(K), loc="center left", bbox_to_anchor=(1.01, 0.5),
                      ncol=int(np.ceil(K / 4)), frameon=False, fontsize=8, handlelength=1.2, columnspacing=1.0)
+    return fig
+
+
+def plot_ethograms(states, lengths=None, names=None, fps=None, n_states=None, ax=None):
+    """The decoded states of every sequence as coloured bands, one row per sequence.
+
+    Parameters
+    ----------
+    states : array-like of int (n,), or a list of per-sequence arrays
+    lengths : array-like of int, optional
+        Lengths of the sequences concatenated in ``states``.
+    names : list of str, optional
+        One name per sequence (row labels); default ``sequence 0, 1, ...``.
+    fps : float, optional
+        Frames per second: the time axis is in seconds (else in frames).
+    n_states : int, optional
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    plt = _plt()
+    states, lengths, K = _check_states(states, lengths, n_states)
+    S = len(lengths)
+    if names is None:
+        names = [f"sequence {i}" for i in range(S)]
+    names = [str(n) for n in names]
+    if len(names) != S:
+        raise ValueError(f"names has {len(names)} entries for {S} sequences")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second; got {fps!r}")
+    dt = 1.0 / fps if fps else 1.0
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(10, 1.0 + 0.38 * max(S, 2)))
+    fig = ax.figure
+    colors = state_colors(K)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    for i in range(S):
+        run_states, run_starts, run_lengths = state_runs(states[bounds[i]:bounds[i + 1]])
+        for k in range(K):
+            sel = run_states == k
+            if np.any(sel):
+                ax.broken_barh(list(zip(run_starts[sel] * dt, run_lengths[sel] * dt)), (S - 1 - i + 0.1, 0.8),
+                               facecolors=colors[k], edgecolors="none")
+    ax.set_yticks(np.arange(S) + 0.5)
+    ax.set_yticklabels(names[::-1], fontsize=8 if S > 12 else 9)
+    ax.set_ylim(0, S)
+    ax.set_xlim(0, lengths.max() * dt)
+    ax.set_xlabel("time (s)" if fps else "frame")
+    ax.set_title(f"Ethogram: {S} recording{'s' if S != 1 else ''}")
+    ax.spines[["top", "right", "left"]].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    if K <= 20:
+        ax.legend(handles=_state_handles(K), loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  ncol=int(np.ceil(K / max(4, 2 * S))), frameon=False, fontsize=8, handlelength=1.2)
     return fig
 
 

@@ -458,8 +458,8 @@ def _selection_section(selection):
     return _section("selection", "Model selection", body)
 
 
-def _states_section(model, kind, X, lengths, states, feature_names):
-    from .plot import plot_durations, plot_ethogram, plot_state_usage, plot_transition_matrix
+def _states_section(model, kind, X, lengths, states, feature_names, sequence_names=None, fps=None):
+    from .plot import plot_durations, plot_ethogram, plot_ethograms, plot_state_usage, plot_transition_matrix
 
     K = _n_states(model)
     st = state_statistics(states, lengths, n_states=K)
@@ -473,11 +473,13 @@ def _states_section(model, kind, X, lengths, states, feature_names):
                                                         f"bar chart of {label} usage") + "</div>")
         return _section("states", "Cluster usage" if kind == "kmeans" else "Component usage", body)
     algo = getattr(model, "algorithm", "viterbi")
-    body.append(_note(f"States decoded with algorithm={algo!r}. Durations are run lengths in frames; runs "
-                      f"never cross sequence boundaries."))
-    rows = [[f"state {k}", int(counts[k]), float(st.usage[k]), int(st.visits[k]), float(st.mean_duration[k])]
+    unit = "s" if fps else "frames"
+    body.append(_note(f"States decoded with algorithm={algo!r}. Durations are run lengths in {unit}"
+                      + (f" ({fps:g} frames per second)" if fps else "") + "; runs never cross sequence boundaries."))
+    scale = 1.0 / fps if fps else 1.0
+    rows = [[f"state {k}", int(counts[k]), float(st.usage[k]), int(st.visits[k]), float(st.mean_duration[k] * scale)]
             for k in range(K)]
-    table = _table(["state", "frames", "fraction of time", "visits", "mean duration (frames)"], rows,
+    table = _table(["state", "frames", "fraction of time", "visits", f"mean duration ({unit})"], rows,
                    caption="State usage")
     body.append('<div class="grid">' + table + _img(plot_state_usage(states, n_states=K), "bar chart of state usage")
                 + "</div>")
@@ -489,17 +491,24 @@ def _states_section(model, kind, X, lengths, states, feature_names):
                                 caption="Transition counts (decoded states)")
                 + "</div>" + _img(plot_transition_matrix(T), "heat map of the transition matrix") + "</div>")
     body.append("<h3>Ethogram</h3>")
-    seq_note = f" (sequence 0 of {len(lengths)})" if len(lengths) > 1 else ""
+    first = f"sequence 0 of {len(lengths)}" if sequence_names is None else str(sequence_names[0])
+    seq_note = f" ({first})" if len(lengths) > 1 else ""
     X_trace = X.astype(np.float64) if X.dtype.kind != "f" else X
-    body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, n_states=K, feature_names=feature_names),
-                     "decoded states over time under the data", caption=f"Decoded states over time{seq_note}."))
+    if len(lengths) > 1:
+        body.append(_img(plot_ethograms(states, lengths, names=sequence_names, fps=fps, n_states=K),
+                         "decoded states of every sequence over time",
+                         caption=f"Decoded states of all {len(lengths)} sequences."))
+    time = np.arange(lengths[0]) / fps if fps else None
+    body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, time=time, n_states=K,
+                                   feature_names=feature_names),
+                     "decoded states over time under the data", caption=f"Decoded states under the data{seq_note}."))
     if lengths[0] > _ZOOM_FRAMES * 2:
-        body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, n_states=K, feature_names=feature_names,
-                                       window=(0, _ZOOM_FRAMES)),
+        body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, time=time, n_states=K,
+                                       feature_names=feature_names, window=(0, _ZOOM_FRAMES)),
                          "decoded states over the first frames",
                          caption=f"Zoom: the first {_ZOOM_FRAMES} frames{seq_note}."))
     body.append("<h3>Dwell times</h3>")
-    body.append(_img(plot_durations(states, lengths, n_states=K), "histograms of state dwell times"))
+    body.append(_img(plot_durations(states, lengths, n_states=K, fps=fps), "histograms of state dwell times"))
     return _section("states", "States", body)
 
 
@@ -535,8 +544,26 @@ def _clusters_section(model, kind, X, lengths, feature_names, states):
     return _section("clusters", heading, note + [_img(ax, alt)])
 
 
+def _tables_section(tables):
+    body = []
+    for caption, table in tables.items():
+        cols = [str(c) for c in (table.columns if hasattr(table, "columns") else table.keys())]
+        data = [np.asarray(table[c]) for c in cols]
+        n = len(data[0]) if data else 0
+        rows = [[_cell(data[j][i]) for j in range(len(cols))] for i in range(n)]
+        body.append('<div class="scroll">' + _table(cols, rows, row_header=False, caption=str(caption)) + "</div>")
+    return _section("tables", "Per sequence", body)
+
+
+def _cell(v):
+    if isinstance(v, (np.integer, np.floating, np.bool_)):
+        return v.item()
+    return v if isinstance(v, (int, float, bool)) else str(v)
+
+
 # -- the report ---------------------------------------------------------------------------------------
-def write_report(model, X, path, lengths=None, feature_names=None, selection=None, title=None):
+def write_report(model, X, path, lengths=None, feature_names=None, selection=None, title=None, *,
+                 sequence_names=None, fps=None, tables=None):
     """Write a self-contained HTML report of a fitted model.
 
     The file has no external resources: CSS is inline and every figure is a base64 PNG
@@ -557,6 +584,12 @@ def write_report(model, X, path, lengths=None, feature_names=None, selection=Non
         A model-selection table with an ``n_components`` column and one or more criterion
         columns (``bic``, ``aic``, ``icl``, ``heldout``, ...).  Adds the ``selection`` section.
     title : str, optional
+    sequence_names : list of str, optional
+        One name per sequence (HMMs), shown in the ethogram of every sequence.
+    fps : float, optional
+        Frames per second: durations and ethogram times in seconds.
+    tables : dict of caption -> pandas.DataFrame (or dict of columns), optional
+        Further tables (e.g. usage and dwell times per recording), in a ``tables`` section.
 
     Returns
     -------
@@ -588,8 +621,14 @@ def write_report(model, X, path, lengths=None, feature_names=None, selection=Non
                 ("parameters", "Parameters", _parameters_section(model, kind, feature_names))]
     if selection is not None:
         sections.append(("selection", "Selection", _selection_section(selection)))
+    if sequence_names is not None and kind == "hmm" and len(sequence_names) != len(lengths):
+        raise ValueError(f"sequence_names has {len(sequence_names)} names for {len(lengths)} sequences")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second; got {fps!r}")
     sections.append(("states", "States" if kind == "hmm" else "Usage",
-                     _states_section(model, kind, X, lengths, states, feature_names)))
+                     _states_section(model, kind, X, lengths, states, feature_names, sequence_names, fps)))
+    if tables:
+        sections.append(("tables", "Per sequence", _tables_section(tables)))
     if not isinstance(model, CategoricalHMM):
         sections.append(("clusters", "Feature space" if kind == "hmm" else "Clusters",
                          _clusters_section(model, kind, X, lengths, feature_names, states)))
