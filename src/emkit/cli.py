@@ -1,7 +1,7 @@
 """The ``emkit`` command line.
 
 Subcommands: ``fit``, ``predict``, ``score``, ``select``, ``plot``, ``report``, ``classify fit``,
-``classify predict``, ``info``, ``datasets``.  One set of option names everywhere: ``--model``, ``-k/--n-components``,
+``classify predict``, ``segment`` (in :mod:`emkit.behavior.command`), ``info``, ``datasets``.  One set of option names everywhere: ``--model``, ``-k/--n-components``,
 ``--columns``, ``--sequence-column``, ``--data``, ``-o/--output``, ``--example``, ``--json``,
 ``--seed``.  User errors print one line on stderr and exit with status 2; no traceback.
 """
@@ -740,6 +740,10 @@ def build_parser():
     c.add_argument("--label-column", metavar="NAME", help="column of true labels: excluded from the features and "
                                                           "used to report the accuracy when present")
     c.add_argument("-o", "--output", help="output file, .csv/.tsv or .parquet (default predictions.csv)")
+
+    from .behavior.command import add_parser as add_segment_parser
+
+    add_segment_parser(sub)
 
     p = sub.add_parser("info", help="what a model file holds")
     p.add_argument("model_file", metavar="MODEL")
