@@ -40,6 +40,7 @@ class Data:
         self.X, self.names, self.lengths, self.ids, self.source = X, names, lengths, ids, source
         #: the column names when the data names its columns (a header), else None
         self.feature_names = feature_names
+        self.fps = None
 
 
 def _columns(args):
@@ -70,7 +71,16 @@ def load_data(args, model=None):
     path = getattr(args, "data", None)
     if not path:
         raise UserError("no data given: pass a data file (CSV, TSV, .npy, Parquet or HDF5) or --example NAME")
-    X, names, lengths, ids = read_table(path, columns, sequence_column=getattr(args, "sequence_column", None))
+    seq_col = getattr(args, "sequence_column", None)
+    origin = "--columns"
+    remembered = getattr(model, "feature_names_in_", None) if model is not None else None
+    if columns is None and remembered is not None:
+        columns, origin = [str(c) for c in remembered], "the model file"
+    if columns is not None and seq_col is not None and str(seq_col) in columns:
+        raise UserError(f"the sequence column {seq_col!r} cannot also be a feature column ({origin})")
+    X, names, lengths, ids = read_table(path, columns, sequence_column=seq_col, key=getattr(args, "key", None))
+    if columns is None:
+        X, names, origin = _drop_counters(X, names, lengths, args.command)
     if model is not None and hasattr(model, "n_features_in_") and not _is_categorical(model):
         if X.shape[1] != model.n_features_in_:
             raise UserError(f"{path} has {X.shape[1]} feature columns ({', '.join(names)}) but the model was fitted "
@@ -80,7 +90,43 @@ def load_data(args, model=None):
     if fitted_names is not None and feature_names is not None and list(feature_names) != list(fitted_names):
         raise UserError(f"{path} has the columns {', '.join(feature_names)} but the model was fitted on "
                         f"{', '.join(fitted_names)} (in this order); choose them with --columns")
-    return Data(X, names, lengths, ids, path, feature_names=feature_names)
+    print(f"emkit {args.command}: columns used: {', '.join(names)} (from {origin})"
+          + (f"; sequences from column {seq_col!r}" if seq_col is not None else ""), file=sys.stderr)
+    data = Data(X, names, lengths, ids, path, feature_names=feature_names)
+    data.fps = _fps(args)
+    return data
+
+
+def _fps(args):
+    fps = getattr(args, "fps", None)
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise UserError(f"--fps must be a positive number of frames per second; got {fps}")
+    return fps
+
+
+def _drop_counters(X, names, lengths, command):
+    """Leave out columns that look like a row index or frame counter (integers increasing by one).
+
+    Returns X, names and where the columns came from (for the message printed by every command).
+    """
+    if X.shape[0] < 3 or X.shape[1] < 2:
+        return X, names, "every numeric column"
+    starts = np.zeros(X.shape[0], dtype=bool)
+    starts[0] = True
+    if lengths is not None:
+        starts[np.cumsum(lengths)[:-1]] = True
+    step = np.diff(X, axis=0)
+    inside = ~starts[1:]
+    counter = [j for j in range(X.shape[1])
+               if np.all(X[:, j] == np.round(X[:, j])) and np.all(step[inside, j] == 1)]
+    if not counter or len(counter) == X.shape[1]:
+        return X, names, "every numeric column"
+    dropped = [names[j] for j in counter]
+    print(f"emkit {command}: left out {', '.join(repr(d) for d in dropped)}: "
+          f"{'it looks' if len(dropped) == 1 else 'they look'} like a row index or frame counter "
+          "(integers increasing by one); name the columns with --columns to use it", file=sys.stderr)
+    keep = [j for j in range(X.shape[1]) if j not in counter]
+    return X[:, keep], [names[j] for j in keep], "every numeric column but counters"
 
 
 def _is_categorical(model):
@@ -211,11 +257,15 @@ def describe(model, data, labels):
         from .report import state_statistics
 
         st = state_statistics(labels, data.lengths, K)
+        fps = getattr(data, "fps", None)
+        duration = st.mean_duration / fps if fps else st.mean_duration
         info.update(transmat=model.transmat_.tolist(), usage=st.usage.tolist(),
-                    mean_duration=[None if not np.isfinite(v) else float(v) for v in st.mean_duration])
-        lines.append("  state  usage  mean duration (frames)  self-transition")
+                    mean_duration=[None if not np.isfinite(v) else float(v) for v in duration],
+                    duration_unit="s" if fps else "frames")
+        lines.append(f"  state  usage  mean duration ({'s' if fps else 'frames'}){' ' * (4 if fps else 0)}"
+                     "  self-transition")
         for k in range(K):
-            lines.append(f"  {k:>5d}  {st.usage[k]:.3f}  {st.mean_duration[k]:>22.4g}  {model.transmat_[k, k]:.4f}")
+            lines.append(f"  {k:>5d}  {st.usage[k]:.3f}  {duration[k]:>22.4g}  {model.transmat_[k, k]:.4f}")
     return lines, info
 
 
@@ -279,6 +329,9 @@ def _write_labels(path, labels, data, posteriors=None, prefix="p", features=None
     if data.lengths is not None:
         cols["sequence"] = np.repeat(np.array(data.ids, dtype=object), data.lengths)
         cols["frame"] = np.concatenate([np.arange(L) for L in data.lengths])
+    if getattr(data, "fps", None):
+        frame = cols["frame"] if "frame" in cols else np.arange(len(labels))
+        cols["time_s"] = frame / data.fps
     if features is not None:  # the data with missing values filled in
         for j, name in enumerate(data.names):
             cols[name] = features[:, j]
@@ -333,6 +386,9 @@ def cmd_score(args):
         _emit(args, [f"{name}: inertia {inertia:.6g} on {X.shape[0]} rows"], info)
         return 0
     if _is_hmm(model):
+        if data.lengths is None:
+            print(f"emkit score: no --sequence-column: the {X.shape[0]} rows are scored as one sequence",
+                  file=sys.stderr)
         total = float(model.score(X, data.lengths))
         bic, aic = float(model.bic(X, data.lengths)), float(model.aic(X, data.lengths))
     else:
@@ -376,6 +432,7 @@ def cmd_select(args):
     out = _output_dir(args)
     table_path = os.path.join(out, "selection.csv")
     result.table.to_csv(table_path, index=False)
+    result.best_model._set_feature_names(data.feature_names)
     model_path = result.best_model.save(os.path.join(out, "model.npz"))
     plot_path = save_figure(plot_criterion(result.table, args.criterion), os.path.join(out, "criterion.png"))
     info = {"criterion": args.criterion, "best_n_components": int(result.best_n_components), "seconds": seconds,
@@ -414,16 +471,18 @@ def cmd_plot(args):
         path = os.path.join(out, f"{kind}.{args.format}")
         if kind == "model":
             obj = P.plot_model(model, _X_for(model, data.X), data.lengths, feature_names=data.names, labels=labels)
+        elif kind == "ethogram" and data.lengths is not None and len(data.lengths) > 1:
+            obj = P.plot_ethograms(labels, data.lengths, names=[str(i) for i in data.ids], fps=data.fps, n_states=K)
         elif kind == "ethogram":
-            obj = P.plot_ethogram(labels, data.X, data.lengths, n_states=K, feature_names=data.names)
+            obj = P.plot_ethogram(labels, data.X, data.lengths, fps=data.fps, n_states=K, feature_names=data.names)
         elif kind == "transitions":
             obj = P.plot_transition_matrix(model.transmat_)
         elif kind == "durations":
-            obj = P.plot_durations(labels, data.lengths, n_states=K, fps=getattr(args, "fps", None))
+            obj = P.plot_durations(labels, data.lengths, n_states=K, fps=data.fps)
         elif kind == "usage":
             obj = P.plot_state_usage(labels, n_states=K)
         else:
-            obj = P.plot_lower_bounds(model.lower_bounds_)
+            obj = P.plot_lower_bounds(model.lower_bounds_, model=model)
         written.append(P.save_figure(obj, path))
     _emit(args, [f"wrote {', '.join(written)}"], {"files": written})
     return 0
@@ -445,7 +504,8 @@ def cmd_report(args):
         selection = pd.read_csv(args.selection)
     path = args.output or "report.html"
     write_report(model, _X_for(model, data.X), path, lengths=data.lengths, feature_names=data.names,
-                 selection=selection)
+                 selection=selection, fps=data.fps,
+                 sequence_names=[str(i) for i in data.ids] if data.ids is not None else None)
     _emit(args, [f"wrote {path}"], {"report": path})
     return 0
 
@@ -649,6 +709,9 @@ def _add_data_options(p, positional=True):
     p.add_argument("--example", metavar="NAME", help="an embedded dataset instead of a file (see 'emkit datasets')")
     p.add_argument("--columns", metavar="x,y,z", help="comma-separated feature columns (names or 0-based indices)")
     p.add_argument("--sequence-column", metavar="NAME", help="column holding a sequence id (HMMs: one sequence per id)")
+    p.add_argument("--key", metavar="NAME", help="HDF5 files: the dataset to read")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frames per second: durations, times, plots and tables in seconds")
 
 
 def _add_model_options(p, k_help="number of components/states/clusters"):

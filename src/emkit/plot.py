@@ -14,7 +14,7 @@ import numpy as np
 from .report import _check_states, state_runs, state_statistics  # no matplotlib at import time
 
 __all__ = ["plot_clusters", "plot_criterion", "plot_decision_regions", "plot_durations", "plot_ethogram",
-           "plot_ethograms", "plot_lower_bounds", "plot_model",
+           "plot_ethograms", "plot_lower_bounds", "plot_model", "plot_rates", "uses_priors",
            "plot_state_usage", "plot_transition_matrix", "save_figure", "state_colors", "state_statistics"]
 
 
@@ -144,7 +144,8 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     """Data coloured by cluster/state with what the model says about each one.
 
     Gaussian mixtures and Gaussian HMMs get each component's mean and 1-/2-sigma ellipses,
-    K-means its centres, Poisson HMMs their rates; AR-HMMs show the data coloured by
+    K-means its centres, Poisson HMMs a bar chart of their rates per state
+    (:func:`plot_rates`); AR-HMMs show the data coloured by
     decoded state; a categorical HMM (no feature space) gets a heat map of its emission
     probabilities.  Data with more than two features are projected on their first two
     principal axes.
@@ -200,7 +201,7 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     elif isinstance(model, KMeans):
         means, detail = np.asarray(model.cluster_centers_, dtype=np.float64), ""
     elif isinstance(model, PoissonHMM):
-        means, detail = np.asarray(model.lambdas_, dtype=np.float64), ": rates"
+        return plot_rates(model, feature_names=feature_names, ax=ax, title=title)
     else:
         detail = f" (order {model.order})" if isinstance(model, ARHMM) else ""
     K = int(model.n_clusters if isinstance(model, KMeans) else model.n_components)
@@ -217,6 +218,42 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
                        title=title or f"{name}, K={K}{detail}")
     if K <= 12:
         ax.legend(handles=_state_handles(K, word), loc="best", fontsize=8, framealpha=0.8)
+    return ax
+
+
+def plot_rates(model, *, feature_names=None, ax=None, title=None):
+    """Poisson rates per state: one group of bars per feature, one bar per state.
+
+    Parameters
+    ----------
+    model : fitted PoissonHMM
+    feature_names : list of str, optional
+    ax : matplotlib Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    plt = _plt()
+    L = np.asarray(model.lambdas_, dtype=np.float64)
+    K, D = L.shape
+    names = [str(f) for f in feature_names] if feature_names is not None else [f"x{j}" for j in range(D)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(max(4.5, 0.35 * K * D + 2.0), 14), 3.8))
+    colors = state_colors(K)
+    width = 0.8 / K
+    x = np.arange(D)
+    for k in range(K):
+        ax.bar(x - 0.4 + (k + 0.5) * width, L[k], width, color=colors[k], edgecolor="black", linewidth=0.3,
+               label=f"state {k}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30 if D > 6 else 0, ha="right" if D > 6 else "center")
+    ax.set_ylabel("rate (expected count per step)")
+    ax.set_title(title or f"{type(model).__name__}, K={K}: rates per state")
+    if K <= 12:
+        ax.legend(fontsize=8, frameon=False, ncol=min(K, 6))
+    ax.spines[["top", "right"]].set_visible(False)
     return ax
 
 
@@ -420,7 +457,7 @@ def plot_durations(states, lengths=None, n_states=None, fps=None):
 
 
 def plot_ethogram(states, X=None, lengths=None, time=None, n_states=None, feature_names=None, max_traces=6,
-                  sequence=0, window=None):
+                  sequence=0, window=None, fps=None):
     """The decoded states as a coloured band over time, under the data trace(s).
 
     Parameters
@@ -441,6 +478,8 @@ def plot_ethogram(states, X=None, lengths=None, time=None, n_states=None, featur
         Which sequence to show.
     window : (int, int), optional
         Show only frames ``start:stop`` of that sequence (a zoom into a long recording).
+    fps : float, optional
+        Frames per second: without ``time``, the time axis is in seconds.
 
     Returns
     -------
@@ -461,7 +500,11 @@ def plot_ethogram(states, X=None, lengths=None, time=None, n_states=None, featur
         raise ValueError(f"sequence must be an integer in 0..{len(lengths) - 1}; got {sequence!r}")
     a, b = int(bounds[sequence]), int(bounds[sequence + 1])
     s = states[a:b]
-    if time is None:
+    if time is None and fps is not None:
+        if not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number of frames per second; got {fps!r}")
+        t, xlabel = np.arange(b - a, dtype=np.float64) / fps, "time (s)"
+    elif time is None:
         t, xlabel = np.arange(b - a, dtype=np.float64), "frame"
     else:
         time = np.asarray(time, dtype=np.float64).ravel()
@@ -700,14 +743,28 @@ def plot_criterion(table, criterion=None, ax=None, *, higher_is_better=None):
     return ax
 
 
-def plot_lower_bounds(lower_bounds, ax=None):
-    """Log-likelihood (lower bound) per EM iteration.
+def uses_priors(model):
+    """Whether a model's EM maximises a log posterior (priors on) rather than the log-likelihood."""
+    if float(getattr(model, "kappa", 0.0) or 0.0) != 0.0:
+        return True
+    for name in ("startprob_prior", "transmat_prior", "emissionprob_prior"):
+        value = getattr(model, name, None)
+        if value is not None and np.any(np.asarray(value, dtype=np.float64) != 1.0):
+            return True
+    return np.any(np.asarray(getattr(model, "lambdas_weight", 0.0), dtype=np.float64) != 0.0)
+
+
+def plot_lower_bounds(lower_bounds, ax=None, *, model=None):
+    """The EM objective per iteration: mean log-likelihood, or log posterior when priors are on.
 
     Parameters
     ----------
     lower_bounds : sequence of float
         E.g. ``model.lower_bounds_``.
     ax : matplotlib Axes, optional
+    model : fitted estimator, optional
+        The model the values come from: the axis says "log posterior" when its priors are
+        on (``kappa``, Dirichlet or rate priors), else "log-likelihood".
 
     Returns
     -------
@@ -718,7 +775,7 @@ def plot_lower_bounds(lower_bounds, ax=None):
         _, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(np.arange(1, len(lower_bounds) + 1), lower_bounds, marker="o", ms=3)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("mean log-likelihood")
+    ax.set_ylabel("mean log posterior" if model is not None and uses_priors(model) else "mean log-likelihood")
     return ax
 
 

@@ -314,6 +314,7 @@ nav { margin: 8px 0 12px; }
 nav a { color: #2c5fb3; text-decoration: none; margin-right: 14px; }
 nav a:hover { text-decoration: underline; }
 .subtitle, .note, figcaption, footer { color: var(--muted); }
+.warn { color: #8a1c1c; background: #fdecec; border: 1px solid #f3c4c4; padding: 6px 10px; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 13px; }
 caption { text-align: left; font-weight: 600; padding: 2px 0 6px; color: var(--fg); }
 th, td { border: 1px solid var(--line); padding: 3px 9px; text-align: left; vertical-align: top; }
@@ -403,6 +404,8 @@ def _parameters_section(model, kind, feature_names):
                                   caption=f"Variances (covariance diagonals; "
                                           f"covariance_type={model.covariance_type!r})"))
         body.append(_matrix_table(np.sqrt(np.maximum(var, 0)), label, feature_names, caption="Standard deviations"))
+        if model.covariance_type in ("full", "tied"):
+            body.append(_correlations(full, label, feature_names, tied=model.covariance_type == "tied"))
     if isinstance(model, PoissonHMM):
         body.append(_matrix_table(model.lambdas_, label, feature_names, caption="Poisson rates (lambdas)"))
     if isinstance(model, CategoricalHMM):
@@ -425,13 +428,25 @@ def _parameters_section(model, kind, feature_names):
     return _section("parameters", "Parameters", body)
 
 
+def _correlations(full, label, feature_names, tied=False):
+    """Correlation matrices of full (or tied) covariances, one table per state."""
+    sd = np.sqrt(np.maximum(np.diagonal(full, axis1=1, axis2=2), 1e-300))
+    corr = full / (sd[:, :, None] * sd[:, None, :])
+    tables = []
+    for k in range(1 if tied else full.shape[0]):
+        cap = "Correlations (tied: every state)" if tied else f"Correlations, {label} {k}"
+        rows = [[name] + [float(v) for v in corr[k, i]] for i, name in enumerate(feature_names)]
+        tables.append(_table([""] + list(feature_names), rows, caption=cap))
+    return '<div class="grid scroll">' + "\n".join(tables) + "</div>"
+
+
 def _selection_columns(table):
     from .plot import _criterion_columns
 
     return _criterion_columns(table)
 
 
-def _selection_section(selection):
+def _selection_section(selection, model=None):
     from .plot import _best_position, _table_column, plot_criterion
 
     cols = [str(c) for c in (selection.columns if hasattr(selection, "columns") else selection.keys())]
@@ -451,6 +466,10 @@ def _selection_section(selection):
     body = []
     if crits:
         body.append(_note(f"Best row by {crits[0]} highlighted."))
+    if best is not None and model is not None and int(data["n_components"][best]) != _n_states(model):
+        text = (f"Warning: this model has K={_n_states(model)} states, but the selection table's best by "
+                f"{crits[0]} is K={int(data['n_components'][best])}.")
+        body.append(f'<p class="warn">{_e(text)}</p>')
     body.append('<div class="scroll">' + _table(cols, rows, row_header=False, highlight=best,
                                                 caption="Model selection") + "</div>")
     figs = [_img(plot_criterion(selection, c), f"{c} versus number of components") for c in crits[:4]]
@@ -498,12 +517,11 @@ def _states_section(model, kind, X, lengths, states, feature_names, sequence_nam
         body.append(_img(plot_ethograms(states, lengths, names=sequence_names, fps=fps, n_states=K),
                          "decoded states of every sequence over time",
                          caption=f"Decoded states of all {len(lengths)} sequences."))
-    time = np.arange(lengths[0]) / fps if fps else None
-    body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, time=time, n_states=K,
+    body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, fps=fps, n_states=K,
                                    feature_names=feature_names),
                      "decoded states over time under the data", caption=f"Decoded states under the data{seq_note}."))
     if lengths[0] > _ZOOM_FRAMES * 2:
-        body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, time=time, n_states=K,
+        body.append(_img(plot_ethogram(states, X_trace, lengths=lengths, fps=fps, n_states=K,
                                        feature_names=feature_names, window=(0, _ZOOM_FRAMES)),
                          "decoded states over the first frames",
                          caption=f"Zoom: the first {_ZOOM_FRAMES} frames{seq_note}."))
@@ -520,10 +538,13 @@ def _fit_section(model, kind):
         body = [_note(f"{type(model).__name__} records no per-iteration log-likelihood; "
                       f"{_fmt(int(model.n_iter_))} iterations were run.")]
         return _section("fit", "Fit", body)
-    ax = plot_lower_bounds(lbs)
-    ax.set_title("EM: log-likelihood per iteration")
+    from .plot import uses_priors
+
+    ax = plot_lower_bounds(lbs, model=model)
+    posterior = uses_priors(model)
+    ax.set_title(f"EM: {'log posterior' if posterior else 'log-likelihood'} per iteration")
     if kind == "hmm":
-        ax.set_ylabel("log-likelihood (+ log prior) per frame")
+        ax.set_ylabel(f"{'log posterior' if posterior else 'log-likelihood'} per frame")
     body = [_note(f"{'Converged' if model.converged_ else 'Did not converge'} after {int(model.n_iter_)} "
                   f"iterations (best of n_init={getattr(model, 'n_init', 1)} runs)."),
             _img(ax, "log-likelihood per EM iteration")]
@@ -539,7 +560,7 @@ def _clusters_section(model, kind, X, lengths, feature_names, states):
     else:
         heading, alt = "Clusters", "data coloured by cluster"
     note = []
-    if X.shape[1] > 2:
+    if X.shape[1] > 2 and type(model).__name__ != "PoissonHMM":
         note = [_note(f"{X.shape[1]} features shown on their first two principal axes.")]
     return _section("clusters", heading, note + [_img(ax, alt)])
 
@@ -620,7 +641,7 @@ def write_report(model, X, path, lengths=None, feature_names=None, selection=Non
     sections = [("summary", "Summary", _summary_section(model, kind, X, lengths, feature_names)),
                 ("parameters", "Parameters", _parameters_section(model, kind, feature_names))]
     if selection is not None:
-        sections.append(("selection", "Selection", _selection_section(selection)))
+        sections.append(("selection", "Selection", _selection_section(selection, model)))
     if sequence_names is not None and kind == "hmm" and len(sequence_names) != len(lengths):
         raise ValueError(f"sequence_names has {len(sequence_names)} names for {len(lengths)} sequences")
     if fps is not None and not (np.isfinite(fps) and fps > 0):

@@ -339,7 +339,7 @@ def _hdf5_source(path, columns, key, rows):
             found = []
             f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None)
             if len(found) != 1:
-                raise ValueError(f"{path} holds {len(found)} 2-D datasets ({', '.join(found[:5])}); choose one with key=")
+                raise ValueError(f"{path} holds {len(found)} 2-D datasets ({', '.join(found[:5])}); choose one with key= (--key on the command line)")
             key = found[0]
         if key not in f:
             raise ValueError(f"dataset {key!r} not found in {path}")
