@@ -134,8 +134,8 @@ def test_segment_recovers_behaviours_from_sleap_analysis_files(tmp_path):
     tracks, truth = _animals(2, 1500, seed0=10)
     path = tmp_path / "pair.analysis.h5"
     save_poses.to_sleap_analysis_file(_dataset(tracks, ["m1", "m2"], "SLEAP"), path)
-    seg = segment([path], source_software="SLEAP", fps=FPS, n_states=3, anchor="body", heading=HEADING,
-                  random_state=0, n_init=2)
+    seg = segment([path], source_software="SLEAP", fps=FPS, n_states=3, model="gaussian-hmm", anchor="body",
+                  heading=HEADING, random_state=0, n_init=2)
     assert seg.recordings == ["pair_m1", "pair_m2"]
     assert 0.05 < np.mean(np.isnan(np.concatenate(seg.X))) < 0.5   # dropped keypoints reached the model as NaN
     _check_recovery(seg, truth)
@@ -151,12 +151,12 @@ def test_segment_command_on_deeplabcut_csv_files(tmp_path, capsys):
         save_poses.to_dlc_file(_dataset([t], ["individual_0"], "DeepLabCut"), path, split_individuals=False)
         files.append(str(path))
     out = tmp_path / "seg"
-    assert main(["segment", *files, "--source-software", "DeepLabCut", "--fps", "30", "-k", "3",
+    assert main(["segment", *files, "--source-software", "DeepLabCut", "--fps", "30", "-k", "3", "--model", "gaussian-hmm",
                  "--anchor", "body", "--heading", "tail_base,neck", "--seed", "0", "--n-init", "2",
                  "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "features (12): nose_x, nose_y" in text and "speed, angular_velocity" in text
-    assert "missing" in text
+    assert "of feature values are missing" in text and "nothing is filled in" in text
     states = pd.read_csv(out / "states.csv")
     assert list(states.columns) == ["recording", "frame", "time_s", "state", "probability"]
     assert states.recording.unique().tolist() == ["mouse0", "mouse1"]

@@ -148,7 +148,7 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     (:func:`plot_rates`); AR-HMMs show the data coloured by
     decoded state; a categorical HMM (no feature space) gets a heat map of its emission
     probabilities.  Data with more than two features are projected on their first two
-    principal axes.
+    principal axes; rows with a missing value (NaN) are not drawn.
 
     Parameters
     ----------
@@ -190,6 +190,9 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     labels = np.asarray(labels)
     if labels.shape[0] != X.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} entries for {X.shape[0]} rows of X")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():  # rows with missing values have no place in the plane
+        complete = np.isfinite(X).all(axis=1)
+        X, labels = X[complete], labels[complete]
     means = covs = None
     if isinstance(model, (GaussianMixture, GaussianHMM)):
         means = np.asarray(model.means_, dtype=np.float64)

@@ -74,12 +74,7 @@ def run(args):
         f = seg.features
         lines.append(f"  egocentric: anchor {f.anchor}, heading {f.heading[0]} -> {f.heading[1]}"
                      + (f"; PCA to {f.pca_.n_components_} components" if f.pca_ is not None else ""))
-    import numpy as np
-
-    missing = float(np.mean(np.isnan(np.concatenate(seg.X))))
-    if missing > 0:
-        lines.append(f"  {100 * missing:.1f}% of feature values missing (untracked keypoints, first frames): "
-                     "integrated out by the model, never filled in")
+    lines += [f"  note: {n}" for n in seg.notes]
     lines.append(f"  {type(seg.model).__name__} with K={seg.n_states}"
                  + (f" chosen by {args.criterion} among {args.select}" if seg.selection is not None else "")
                  + f"; {seg.seconds:.1f}s")
@@ -90,7 +85,7 @@ def run(args):
     if args.json:
         info = {"recordings": list(seg.recordings), "frames": seg.lengths.tolist(), "fps": seg.fps,
                 "features": list(seg.feature_names), "model": type(seg.model).__name__,
-                "n_components": seg.n_states, "seconds": seg.seconds, "missing_fraction": missing,
+                "n_components": seg.n_states, "seconds": seg.seconds, "notes": seg.notes,
                 "summary": json.loads(summary.to_json(orient="records")), "files": files}
         print(json.dumps(info, indent=2))
     else:

@@ -93,13 +93,16 @@ class Segmentation:
         The model-selection table when the number of states was chosen.
     seconds : float
         Time spent reading, computing features, fitting and decoding.
+    notes : list of str
+        What the user should know about the data (missing values and how the model used them).
     """
 
     def __init__(self, model, recordings, lengths, fps, features, feature_names, X, states, probability,
-                 selection, seconds):
+                 selection, seconds, notes=()):
         self.model, self.recordings, self.lengths, self.fps = model, recordings, lengths, fps
         self.features, self.feature_names, self.X = features, feature_names, X
         self.states, self.probability, self.selection, self.seconds = states, probability, selection, seconds
+        self.notes = list(notes)
 
     @property
     def n_states(self):
@@ -315,7 +318,24 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     post = np.asarray(hmm.predict_proba(X))
     probability = post[np.arange(states.shape[0]), states]
     return Segmentation(hmm, [r.name for r in recordings], lengths, fps, features, names, X, states, probability,
-                        table, time.perf_counter() - t0)
+                        table, time.perf_counter() - t0, _missing_notes(X, model, order))
+
+
+def _missing_notes(X, model, order):
+    """How much is missing, and how the model uses frames with missing values."""
+    missing = np.concatenate([np.isnan(x).any(axis=1) for x in X])
+    if not missing.any():
+        return []
+    values = float(np.mean(np.isnan(np.concatenate(X))))
+    notes = [f"{100 * values:.1f}% of feature values are missing (untracked keypoints; kinematics at the first "
+             f"frame): the model integrates them out, nothing is filled in"]
+    if model == "arhmm":
+        blind = np.concatenate([np.convolve(np.isnan(x).any(axis=1), np.ones(order + 1), "full")[:len(x)] > 0
+                                for x in X])
+        notes.append(f"arhmm: {100 * blind.mean():.0f}% of frames have a missing value in the frame or its "
+                     f"{order} lag(s) and carry no emission evidence; --model gaussian-hmm uses the observed "
+                     "coordinates of every frame")
+    return notes
 
 
 def _order_by_usage(model, states):
