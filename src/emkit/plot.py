@@ -386,12 +386,12 @@ def plot_state_usage(states, n_states=None, ax=None, *, label="state"):
 
 
 def plot_durations(states, lengths=None, n_states=None, fps=None):
-    """Dwell-time distributions, one panel per state (histogram and survival curve).
+    """Dwell-time histograms, one panel per state, and a last panel of survival curves.
 
     A run ends at a change of state or at the end of a sequence: runs never cross
-    sequence boundaries.  Every panel shares the x axis; long-tailed dwell times get
-    logarithmic bins.  The line (right axis) is the survival curve: the fraction of
-    visits lasting longer than t.
+    sequence boundaries.  The histogram panels share the x axis; long-tailed dwell times get
+    logarithmic bins.  The survival panel shows, for every state, the fraction of visits
+    lasting longer than t.
 
     Parameters
     ----------
@@ -415,9 +415,10 @@ def plot_durations(states, lengths=None, n_states=None, fps=None):
     dt = 1.0 / fps if fps else 1.0
     unit = "s" if fps else "frames"
     run_states, _, run_lengths = state_runs(states, lengths)
-    cols = min(K, 4)
-    rows = int(np.ceil(K / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 0.6, 2.2 * rows + 0.4), sharex=True, squeeze=False)
+    cols = min(K + 1, 4)
+    rows = int(np.ceil((K + 1) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 0.4, 2.3 * rows + 0.2), squeeze=False)
+    axes = axes.ravel()
     colors = state_colors(K)
     top = int(run_lengths.max())
     log = top > 150
@@ -427,35 +428,40 @@ def plot_durations(states, lengths=None, n_states=None, fps=None):
     else:
         width = max(1, int(np.ceil(top / 40)))
         edges = np.arange(0.5, top + width + 0.5, width)
-    for k in range(rows * cols):
-        ax = axes[k // cols, k % cols]
-        if k >= K:
-            ax.set_visible(False)
-            continue
+    surv = axes[K]
+    for k in range(K):
+        ax = axes[k]
         d = run_lengths[run_states == k]
         ax.set_title(f"state {k}: {d.size} visits" + (f", mean {d.mean() * dt:.3g} {unit}" if d.size else ""),
                      fontsize=9, color=colors[k])
-        ax.spines[["top"]].set_visible(False)
-        if d.size == 0:
-            continue
-        ax.hist(d * dt, bins=edges * dt, histtype="stepfilled", color=colors[k], alpha=0.45, edgecolor=colors[k])
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        surv = ax.twinx()
-        x = np.sort(d) * dt
-        surv.step(np.concatenate([[0.0], x]), np.concatenate([[1.0], 1.0 - np.arange(1, x.size + 1) / x.size]),
-                  where="post", color="0.2", lw=1.0)
-        surv.set_ylim(0, 1.05)
-        surv.tick_params(axis="y", labelsize=7)
-        surv.spines[["top"]].set_visible(False)
-        if k % cols == cols - 1 or k == K - 1:
-            surv.set_ylabel("P(longer)", fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.set_xlim(edges[0] * dt, edges[-1] * dt)
+        ax.set_xlabel(f"dwell time ({unit})", fontsize=8)
         if k % cols == 0:
             ax.set_ylabel("visits", fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel(f"dwell time ({unit})")
+        if log:
+            ax.set_xscale("log")
+        if d.size == 0:
+            continue
+        ax.hist(d * dt, bins=edges * dt, histtype="stepfilled", color=colors[k], alpha=0.5, edgecolor=colors[k])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        x = np.sort(d) * dt
+        surv.step(np.concatenate([[edges[0] * dt], x]), np.concatenate([[1.0], 1.0 - np.arange(1, x.size + 1) / x.size]),
+                  where="post", color=colors[k], lw=1.5)
+    surv.set_title("survival", fontsize=9)
+    surv.set_xlabel(f"dwell time ({unit})", fontsize=8)
+    surv.set_ylabel("fraction of visits longer", fontsize=8)
+    surv.set_ylim(0, 1.02)
+    surv.spines[["top", "right"]].set_visible(False)
     if log:
-        axes[0, 0].set_xscale("log")
-    fig.suptitle("State dwell times", fontsize=11)
+        from matplotlib.ticker import NullFormatter
+
+        surv.set_xscale("log")
+        for ax in axes[:K + 1]:
+            ax.xaxis.set_minor_formatter(NullFormatter())
+    for ax in axes[K + 1:]:
+        ax.set_visible(False)
+    fig.tight_layout()
     return fig
 
 
