@@ -17,7 +17,7 @@ An application layer above the models (it composes emkit's public estimators):
 from .features import PoseFeatures, egocentric, kinematics
 from .recordings import SOURCE_SOFTWARE, Recording, read_poses, read_table_recordings
 from .segment import Segmentation, segment
-from .synthetic import simulate_poses
+from .synthetic import BEHAVIOURS, KEYPOINTS, simulate_poses
 
-__all__ = ["PoseFeatures", "Recording", "SOURCE_SOFTWARE", "Segmentation", "egocentric", "kinematics", "read_poses",
+__all__ = ["BEHAVIOURS", "KEYPOINTS", "PoseFeatures", "Recording", "SOURCE_SOFTWARE", "Segmentation", "egocentric", "kinematics", "read_poses",
            "read_table_recordings", "segment", "simulate_poses"]
