@@ -199,6 +199,12 @@ def test_segment_command_on_tables_and_bad_input(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     assert np.allclose(summary.dwell_median_s, 0.5, rtol=0.2)             # 25 frames at 50 fps
     capsys.readouterr()
+    assert main(["segment", str(csv), "--sequence-column", "animal", "--columns", "ax,ay", "--fps", "50",
+                 "--select", "1-3", "--model", "gaussian-hmm", "--seed", "0", "-o", str(tmp_path / "s")]) == 0
+    assert "GaussianHMM with K=2 chosen by bic among 1-3" in capsys.readouterr().out
+    assert "Model selection" in (tmp_path / "s" / "report.html").read_text()
+    assert main(["segment", str(csv), "--select", "3-x", "-o", str(out)]) == 2
+    assert "select must be a number, a range" in capsys.readouterr().err
     assert main(["segment", str(csv), "--fps", "30", "-o", str(out)]) == 2
     assert "n_states" in capsys.readouterr().err
     assert main(["segment", str(csv), "--source-software", "DeepLabCut", "-k", "2", "-o", str(out)]) == 2

@@ -402,17 +402,12 @@ def cmd_score(args):
 
 
 def _parse_range(text):
+    from .selection import parse_candidates
+
     try:
-        if "-" in text and "," not in text:
-            a, b = text.split("-", 1)
-            values = list(range(int(a), int(b) + 1))
-        else:
-            values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"-k/--n-components must be a number, a range like 1-8, or a list like 2,4,8; got {text!r}")
-    if not values:
-        raise UserError(f"-k/--n-components range {text!r} is empty")
-    return values
+        return parse_candidates(text, "-k/--n-components")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_select(args):

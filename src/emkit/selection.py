@@ -284,6 +284,34 @@ def _split(kind, X, lengths, fraction, rng, k_max):
     return X[np.sort(perm[n_test:])], None, X[np.sort(perm[:n_test])], None
 
 
+def parse_candidates(text, name="n_components"):
+    """Candidate numbers of states from text: a range ``"2-12"`` or a list ``"2,4,8"``.
+
+    Parameters
+    ----------
+    text : str
+    name : str
+        The option's name, for error messages.
+
+    Returns
+    -------
+    list of int
+    """
+    try:
+        if "-" in text and "," not in text:
+            a, b = text.split("-", 1)
+            values = list(range(int(a), int(b) + 1))
+        else:
+            values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be a number, a range like 1-8, or a list like 2,4,8; got {text!r}") from None
+    if not values:
+        raise ValueError(f"{name} range {text!r} is empty")
+    if min(values) < 1:
+        raise ValueError(f"{name} must list numbers of states >= 1; got {text!r}")
+    return values
+
+
 def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None, n_init=None,
            heldout_fraction=0.2, random_state=None, return_models=False, y=None):
     """Fit one model per candidate number of states and rank them.

@@ -48,20 +48,13 @@ def _template(model, n_states, kappa, order, n_init, max_iter, random_state):
 
 
 def _parse_candidates(select):
+    from ..selection import parse_candidates
+
     if select is None:
         return None
     if isinstance(select, str):
-        text = select.strip()
-        try:
-            if "-" in text and "," not in text:
-                a, b = text.split("-", 1)
-                values = list(range(int(a), int(b) + 1))
-            else:
-                values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"select must be a range like 2-12 or a list like 2,4,8; got {select!r}") from None
-    else:
-        values = [int(v) for v in select]
+        return parse_candidates(select.strip(), "select")
+    values = [int(v) for v in select]
     if not values or min(values) < 1:
         raise ValueError(f"select must list numbers of states >= 1; got {select!r}")
     return values
