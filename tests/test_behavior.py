@@ -199,9 +199,11 @@ def test_segment_command_on_tables_and_bad_input(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     assert np.allclose(summary.dwell_median_s, 0.5, rtol=0.2)             # 25 frames at 50 fps
     capsys.readouterr()
-    assert main(["segment", str(csv), "--sequence-column", "animal", "--columns", "ax,ay", "--fps", "50",
+    assert main(["segment", str(csv), "--sequence-column", "animal", "--fps", "50",
                  "--select", "1-3", "--model", "gaussian-hmm", "--seed", "0", "-o", str(tmp_path / "s")]) == 0
-    assert "GaussianHMM with K=2 chosen by bic among 1-3" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "GaussianHMM with K=2 chosen by bic among 1-3" in text
+    assert "features (2): ax, ay" in text and "left out 'frame'" in text
     assert "Model selection" in (tmp_path / "s" / "report.html").read_text()
     assert main(["segment", str(csv), "--select", "3-x", "-o", str(out)]) == 2
     assert "select must be a number, a range" in capsys.readouterr().err

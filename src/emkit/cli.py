@@ -109,16 +109,9 @@ def _drop_counters(X, names, lengths, command):
 
     Returns X, names and where the columns came from (for the message printed by every command).
     """
-    if X.shape[0] < 3 or X.shape[1] < 2:
-        return X, names, "every numeric column"
-    starts = np.zeros(X.shape[0], dtype=bool)
-    starts[0] = True
-    if lengths is not None:
-        starts[np.cumsum(lengths)[:-1]] = True
-    step = np.diff(X, axis=0)
-    inside = ~starts[1:]
-    counter = [j for j in range(X.shape[1])
-               if np.all(X[:, j] == np.round(X[:, j])) and np.all(step[inside, j] == 1)]
+    from .io import counter_columns
+
+    counter = counter_columns(X, lengths) if X.shape[1] > 1 else []
     if not counter or len(counter) == X.shape[1]:
         return X, names, "every numeric column"
     dropped = [names[j] for j in counter]

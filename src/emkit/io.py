@@ -334,6 +334,31 @@ def read_table(path, columns=None, *, sequence_column=None, key=None):
     return X, names, lengths, ids
 
 
+def counter_columns(X, lengths=None):
+    """Columns that look like a row index or frame counter: integers increasing by one.
+
+    Parameters
+    ----------
+    X : ndarray (n, D)
+    lengths : array-like of int, optional
+        Sequence lengths (a counter may restart at each sequence).
+
+    Returns
+    -------
+    list of int
+        Indices of such columns (none when X has fewer than 3 rows).
+    """
+    X = np.asarray(X)
+    if X.shape[0] < 3:
+        return []
+    inside = np.ones(X.shape[0] - 1, dtype=bool)  # the step (t, t+1) lies inside one sequence
+    if lengths is not None:
+        inside[np.cumsum(lengths)[:-1] - 1] = False
+    step = np.diff(X, axis=0)[inside]
+    return [j for j in range(X.shape[1])
+            if np.all(X[:, j] == np.round(X[:, j])) and step.shape[0] > 0 and np.all(step[:, j] == 1)]
+
+
 def _read_column(path, column, key):
     """The raw values of one column (any dtype) and the list of column names."""
     ext = os.path.splitext(path)[1].lower()

@@ -136,8 +136,7 @@ def read_table_recordings(paths, *, columns=None, sequence_column=None, key=None
     ----------
     paths : str or list of str
     columns : list of str, optional
-        Feature columns (default: every numeric column except the sequence column and
-        frame counters, see :func:`emkit.io.feature_columns`).
+        Feature columns (default: every numeric column except the sequence column).
     sequence_column : str, optional
         Column naming the recording of each row (rows of one recording contiguous); without
         it each file is one recording named after its stem.

@@ -281,7 +281,7 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     recordings = _load(data, source_software, fps, columns, sequence_column, key)
     if fps is None and recordings[0].fps is not None:
         fps = recordings[0].fps
-    features = None
+    features, notes = None, []
     if recordings[0].positions is not None:
         features = PoseFeatures(recordings[0].keypoints, anchor=anchor, heading=heading, pca=pca,
                                 kinematics=kinematics, fps=fps)
@@ -290,6 +290,15 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     else:
         names = list(recordings[0].columns)
         X = [r.table for r in recordings]
+        if columns is None:
+            from ..io import counter_columns
+
+            counters = counter_columns(np.concatenate(X), [x.shape[0] for x in X])
+            if counters and len(counters) < len(names):
+                notes.append(f"left out {', '.join(repr(names[j]) for j in counters)}: like a row index or "
+                             "frame counter (integers increasing by one); name the columns to use it")
+                keep = [j for j in range(len(names)) if j not in counters]
+                X, names = [x[:, keep] for x in X], [names[j] for j in keep]
         if pca is not None:
             raise ValueError("pca applies to pose files (source_software=...); tables are used as they are")
         mean = np.nanmean(np.concatenate(X), axis=0)
@@ -311,7 +320,7 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     post = np.asarray(hmm.predict_proba(X))
     probability = post[np.arange(states.shape[0]), states]
     return Segmentation(hmm, [r.name for r in recordings], lengths, fps, features, names, X, states, probability,
-                        table, time.perf_counter() - t0, _missing_notes(X, model, order))
+                        table, time.perf_counter() - t0, notes + _missing_notes(X, model, order))
 
 
 def _missing_notes(X, model, order):
