@@ -68,6 +68,17 @@ def test_egocentric_features_ignore_where_the_animal_is_and_faces():
     np.testing.assert_allclose(kinematics(moved, a, h, FPS)[1:], kinematics(P, a, h, FPS)[1:], atol=1e-9)
 
 
+def test_egocentric_3d_poses_rotate_about_the_vertical():
+    rng = np.random.default_rng(3)
+    P = rng.normal(size=(40, 4, 3)) * 5
+    c, s = np.cos(0.7), np.sin(0.7)
+    R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    moved = P @ R.T + np.array([10.0, -3.0, 2.0])
+    np.testing.assert_allclose(egocentric(moved, 1, (1, 0)), egocentric(P, 1, (1, 0)), atol=1e-9)
+    f = PoseFeatures(["a", "b", "c", "d"], anchor="b", heading=("b", "a"), kinematics=False).fit([P])
+    assert f.feature_names_ == ["a_x", "a_z", "c_x", "c_y", "c_z", "d_x", "d_y", "d_z"]
+
+
 def test_kinematics_of_a_known_motion():
     T = 50
     t = np.arange(T)
@@ -124,6 +135,12 @@ def test_multi_animal_sleap_file_gives_one_recording_per_individual(tmp_path):
     assert recs[0].keypoints == KEYPOINTS and recs[0].fps == FPS
     for r, t in zip(recs, tracks):
         np.testing.assert_allclose(r.positions, t)        # NaN in the same places
+    ds = _dataset(tracks, ["alice", "bob"], "SLEAP")
+    ds["confidence"][10:20, 0, 0] = 0.2                    # poorly tracked nose of alice
+    save_poses.to_sleap_analysis_file(ds, tmp_path / "low.analysis.h5")
+    low = read_poses([tmp_path / "low.analysis.h5"], "SLEAP", min_confidence=0.5)
+    assert np.isnan(low[0].positions[10:20, 0]).all()
+    np.testing.assert_allclose(np.delete(low[0].positions, np.s_[10:20], axis=0), np.delete(tracks[0], np.s_[10:20], 0))
     with pytest.raises(ValueError, match="source_software must be one of"):
         read_poses([path], "OpenPose")
     with pytest.raises(FileNotFoundError, match="pose file not found"):

@@ -29,6 +29,8 @@ def add_parser(sub):
     p.add_argument("--heading", metavar="BACK,FRONT",
                    help="two keypoints whose difference points forward (default: last and first keypoint)")
     p.add_argument("--no-kinematics", action="store_true", help="leave out speed and angular velocity")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="keypoints tracked with a lower confidence become missing (e.g. 0.6 for DeepLabCut)")
     p.add_argument("--columns", metavar="x,y,z", help="tables: feature columns")
     p.add_argument("--sequence-column", metavar="NAME", help="tables: column naming the recording of each row")
     p.add_argument("--key", metavar="NAME", help="tables: HDF5 dataset")
@@ -59,6 +61,7 @@ def run(args):
     seg = segment(args.files, source_software=args.source_software, fps=args.fps, n_states=args.n_components,
                   model=args.model, kappa=args.kappa, order=args.order, pca=pca, select=args.select,
                   criterion=args.criterion, anchor=args.anchor, heading=heading, kinematics=not args.no_kinematics,
+                  min_confidence=args.min_confidence,
                   columns=columns, sequence_column=args.sequence_column, key=args.key, n_init=args.n_init,
                   max_iter=args.max_iter, random_state=args.seed)
     files = seg.write(args.output)

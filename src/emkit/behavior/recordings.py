@@ -85,7 +85,7 @@ def _stem(path):
     return os.path.splitext(base)[0]
 
 
-def read_poses(paths, source_software, fps=None):
+def read_poses(paths, source_software, fps=None, min_confidence=None):
     """Read pose-tracker files with ``movement``: one :class:`Recording` per file and individual.
 
     Parameters
@@ -96,6 +96,11 @@ def read_poses(paths, source_software, fps=None):
         ``DeepLabCut``, ``SLEAP``, ``LightningPose``, ``Anipose`` or ``NWB`` (case-insensitive).
     fps : float, optional
         Frames per second of the videos.
+    min_confidence : float, optional
+        Keypoints whose tracker confidence is below this become missing (NaN), by
+        ``movement.filtering.filter_by_confidence``.  Trackers report a confidence for every
+        keypoint rather than leaving it out (DeepLabCut: a likelihood in [0, 1]; SLEAP's
+        scores can exceed 1): choose the threshold for your tracker.
 
     Returns
     -------
@@ -116,7 +121,12 @@ def read_poses(paths, source_software, fps=None):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path} could not be read as a {software} pose file: {first}") from None
-        pos = ds["position"].transpose("time", "keypoints", "space", "individuals").values.astype(np.float64)
+        position = ds["position"]
+        if min_confidence is not None:
+            from movement.filtering import filter_by_confidence
+
+            position = filter_by_confidence(position, ds["confidence"], threshold=float(min_confidence))
+        pos = position.transpose("time", "keypoints", "space", "individuals").values.astype(np.float64)
         keypoints = [str(k) for k in ds["keypoints"].values]
         individuals = [str(i) for i in ds["individuals"].values]
         file_fps = getattr(ds, "fps", None) or fps

@@ -215,7 +215,7 @@ def _atomic(path, write):
     return path
 
 
-def _load(data, source_software, fps, columns, sequence_column, key):
+def _load(data, source_software, fps, columns, sequence_column, key, min_confidence):
     if isinstance(data, Recording):
         return [data]
     if isinstance(data, (list, tuple)) and data and all(isinstance(r, Recording) for r in data):
@@ -228,13 +228,13 @@ def _load(data, source_software, fps, columns, sequence_column, key):
         if columns is not None or sequence_column is not None:
             raise ValueError("columns and sequence_column apply to tables, not to pose files (source_software="
                              f"{source_software!r})")
-        return read_poses(data, source_software, fps=fps)
+        return read_poses(data, source_software, fps=fps, min_confidence=min_confidence)
     return read_table_recordings(data, columns=columns, sequence_column=sequence_column, key=key, fps=fps)
 
 
 def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm", kappa=0.0, order=1, pca=None,
-            select=None, criterion="bic", anchor=None, heading=None, kinematics=True, columns=None,
-            sequence_column=None, key=None, n_init=1, max_iter=100, random_state=None):
+            select=None, criterion="bic", anchor=None, heading=None, kinematics=True, min_confidence=None,
+            columns=None, sequence_column=None, key=None, n_init=1, max_iter=100, random_state=None):
     """Segment recordings of behaviour into discrete states with an autoregressive or Gaussian HMM.
 
     Parameters
@@ -264,6 +264,8 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     criterion : {"bic", "aic", "icl", "heldout"}, default="bic"
     anchor, heading, kinematics
         Passed to :class:`PoseFeatures`.
+    min_confidence : float, optional
+        Pose files: keypoints tracked with a lower confidence become missing (see :func:`read_poses`).
     columns, sequence_column, key
         For tables: feature columns, the column naming recordings, the HDF5 dataset.
     n_init, max_iter, random_state
@@ -278,7 +280,7 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
     candidates = _parse_candidates(select)
     if n_states is None and candidates is None:
         raise ValueError("give n_states (the number of states) or select (candidates like '2-12')")
-    recordings = _load(data, source_software, fps, columns, sequence_column, key)
+    recordings = _load(data, source_software, fps, columns, sequence_column, key, min_confidence)
     if fps is None and recordings[0].fps is not None:
         fps = recordings[0].fps
     features, notes = None, []
