@@ -279,10 +279,15 @@ def _json_default(o):
 
 
 def _write_main_plot(model, data, labels, path):
-    from .plot import plot_ethogram, plot_model, save_figure
+    from .plot import plot_ethogram, plot_ethograms, plot_model, save_figure
 
+    if _is_hmm(model) and data.lengths is not None and len(data.lengths) > 1:
+        fig = plot_ethograms(labels, data.lengths, names=[str(i) for i in data.ids], fps=data.fps,
+                             n_states=model.n_components)
+        return save_figure(fig, path)
     if _is_hmm(model):
-        fig = plot_ethogram(labels, data.X, data.lengths, n_states=model.n_components, feature_names=data.names)
+        fig = plot_ethogram(labels, data.X, data.lengths, n_states=model.n_components, feature_names=data.names,
+                            fps=data.fps)
         return save_figure(fig, path)
     ax = plot_model(model, data.X, feature_names=data.names, labels=labels)
     return save_figure(ax, path)

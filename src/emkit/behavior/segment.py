@@ -316,11 +316,11 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
         hmm, table = result.best_model, result.table
     else:
         hmm = template.fit(X)
-    hmm.feature_names_in_ = np.array(names, dtype=object)
     states = np.asarray(hmm.predict(X))
     hmm, states = _order_by_usage(hmm, states)
     post = np.asarray(hmm.predict_proba(X))
     probability = post[np.arange(states.shape[0]), states]
+    hmm.feature_names_in_ = np.array(names, dtype=object)   # the model file remembers its columns
     return Segmentation(hmm, [r.name for r in recordings], lengths, fps, features, names, X, states, probability,
                         table, time.perf_counter() - t0, notes + _missing_notes(X, model, order))
 
