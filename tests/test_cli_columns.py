@@ -116,3 +116,4 @@ def test_poisson_plot_rates_and_log_posterior_axis(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["right", "left"] and ax.get_xlabel() == "time (s)"
     with pytest.raises(ValueError, match="names has 1 entries for 2 sequences"):
         P.plot_ethograms([0, 1], [1, 1], names=["x"])
+

@@ -45,8 +45,6 @@ def add_parser(sub):
 
 def run(args):
     """Run ``emkit segment``; prints a summary, writes the outputs, returns the exit status."""
-    from .segment import segment
-
     heading = None
     if args.heading:
         heading = [h.strip() for h in args.heading.split(",")]
@@ -58,16 +56,49 @@ def run(args):
             raise ValueError(f"--pca must be a whole number of components (>= 1) or a fraction in (0, 1); got {pca}")
         pca = int(pca)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    seg = segment(args.files, source_software=args.source_software, fps=args.fps, n_states=args.n_components,
+    with _quiet_movement():
+        seg = _segment(args, heading, pca, columns)
+    files = seg.write(args.output)
+    _report(args, seg, files)
+    return 0
+
+
+class _quiet_movement:
+    """movement logs its errors to the console too; the command reports them in one line."""
+
+    def __enter__(self):
+        try:
+            from loguru import logger
+        except ImportError:
+            self.logger = None
+        else:
+            self.logger = logger
+            logger.disable("movement")
+
+    def __exit__(self, *exc):
+        if self.logger is not None:
+            self.logger.enable("movement")
+
+
+def _segment(args, heading, pca, columns):
+    from .segment import segment
+
+    return segment(args.files, source_software=args.source_software, fps=args.fps, n_states=args.n_components,
                   model=args.model, kappa=args.kappa, order=args.order, pca=pca, select=args.select,
                   criterion=args.criterion, anchor=args.anchor, heading=heading, kinematics=not args.no_kinematics,
                   min_confidence=args.min_confidence,
                   columns=columns, sequence_column=args.sequence_column, key=args.key, n_init=args.n_init,
                   max_iter=args.max_iter, random_state=args.seed)
-    files = seg.write(args.output)
+
+
+def _report(args, seg, files):
     summary = seg.summary()
-    overall = summary.groupby("state").agg(usage=("usage", "mean"), bouts=("bouts", "sum"),
-                                           dwell_mean_s=("dwell_mean_s", "mean"))
+    frames = dict(zip(seg.recordings, seg.lengths))
+    summary_w = summary.assign(frames=summary.recording.map(frames) * summary.usage,
+                               time=summary.dwell_mean_s.fillna(0) * summary.bouts)
+    overall = summary_w.groupby("state").agg(frames=("frames", "sum"), bouts=("bouts", "sum"), time=("time", "sum"))
+    overall["usage"] = overall.frames / seg.lengths.sum()
+    overall["dwell_mean_s"] = overall.time / overall.bouts.where(overall.bouts > 0)
     unit = "s" if seg.fps else "frames"
     n_frames = int(seg.lengths.sum())
     lines = [f"emkit segment: {len(seg.recordings)} recordings ({', '.join(seg.recordings)}), {n_frames} frames"
@@ -81,7 +112,7 @@ def run(args):
     lines.append(f"  {type(seg.model).__name__} with K={seg.n_states}"
                  + (f" chosen by {args.criterion} among {args.select}" if seg.selection is not None else "")
                  + f"; {seg.seconds:.1f}s")
-    lines.append(f"  state  usage  bouts  mean dwell ({unit}, mean over recordings)")
+    lines.append(f"  state  usage  bouts  mean dwell ({unit}, all recordings)")
     for k, row in overall.iterrows():
         lines.append(f"  {k:>5d}  {row['usage']:.3f}  {int(row['bouts']):>5d}  {row['dwell_mean_s']:.3g}")
     lines.append("  wrote " + ", ".join(files.values()))
@@ -93,4 +124,3 @@ def run(args):
         print(json.dumps(info, indent=2))
     else:
         print("\n".join(lines))
-    return 0

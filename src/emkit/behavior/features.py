@@ -245,7 +245,7 @@ class PoseFeatures:
             if np.any(observed == 0):
                 bad = [n for n, c in zip(self.feature_names_, observed) if c == 0]
                 raise ValueError(f"feature(s) {', '.join(bad)} are never observed (every frame NaN); check the "
-                                 "anchor and heading keypoints")
+                                 "anchor and heading keypoints and any confidence threshold")
             self.mean_ = np.nanmean(X, axis=0)
             sd = np.nanstd(X, axis=0)
             self.scale_ = np.where(sd > 0, sd, 1.0)
