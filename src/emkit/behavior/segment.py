@@ -316,9 +316,10 @@ def segment(data, *, source_software=None, fps=None, n_states=None, model="arhmm
         hmm, table = result.best_model, result.table
     else:
         hmm = template.fit(X)
-    states = np.asarray(hmm.predict(X))
+    Xc = np.concatenate(X)
+    states = np.asarray(hmm.predict(Xc, lengths))
     hmm, states = _order_by_usage(hmm, states)
-    post = np.asarray(hmm.predict_proba(X))
+    post = np.asarray(hmm.predict_proba(Xc, lengths))
     probability = post[np.arange(states.shape[0]), states]
     hmm.feature_names_in_ = np.array(names, dtype=object)   # the model file remembers its columns
     return Segmentation(hmm, [r.name for r in recordings], lengths, fps, features, names, X, states, probability,
