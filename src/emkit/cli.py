@@ -85,7 +85,7 @@ def load_data(args, model=None):
         if X.shape[1] != model.n_features_in_:
             raise UserError(f"{path} has {X.shape[1]} feature columns ({', '.join(names)}) but the model was fitted "
                             f"on {model.n_features_in_}; choose them with --columns")
-    feature_names = open_table(path, names).feature_names
+    feature_names = open_table(path, names, key=getattr(args, "key", None)).feature_names
     fitted_names = None if model is None else getattr(model, "feature_names_in_", None)
     if fitted_names is not None and feature_names is not None and list(feature_names) != list(fitted_names):
         raise UserError(f"{path} has the columns {', '.join(feature_names)} but the model was fitted on "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -192,12 +193,15 @@ class Segmentation:
         _atomic(path["model"], self.model.save)
         _atomic(path["ethogram"], lambda p: save_figure(self.plot_ethogram(), p))
         Xc = np.concatenate(self.X)
-        _atomic(path["report"], lambda p: write_report(
-            self.model, Xc, p, lengths=self.lengths, feature_names=self.feature_names, selection=self.selection,
-            sequence_names=self.recordings, fps=self.fps,
-            tables={"Usage and dwell times per recording": summary,
-                    "State switches per recording": transitions[transitions["count"] > 0]},
-            title=f"emkit behaviour segmentation: {len(self.recordings)} recordings, K={self.n_states}"))
+        with warnings.catch_warnings():
+            # the features are the model's own (same columns); the arrays passed on carry no names
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+            _atomic(path["report"], lambda p: write_report(
+                self.model, Xc, p, lengths=self.lengths, feature_names=self.feature_names, selection=self.selection,
+                sequence_names=self.recordings, fps=self.fps,
+                tables={"Usage and dwell times per recording": summary,
+                        "State switches per recording": transitions[transitions["count"] > 0]},
+                title=f"emkit behaviour segmentation: {len(self.recordings)} recordings, K={self.n_states}"))
         return path
 
 
