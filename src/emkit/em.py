@@ -138,13 +138,23 @@ class EMResult:
     converged: bool = False
     n_iter: int = 0
     online_state: object = None  # running statistics to continue with stochastic EM
+    collapse_events: list = field(default_factory=list)  # emkit.collapse.CollapseEvent
 
     @property
     def lower_bound(self):
         return self.lower_bounds[-1] if self.lower_bounds else -np.inf
 
+    @property
+    def n_recoveries(self):
+        return sum(e.action == "recovered" for e in self.collapse_events)
 
-def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, init_index=0, start_lower_bound=-np.inf):
+
+#: A drop of the objective larger than this (relative) is not rounding: the last M-step did not ascend.
+DECREASE_TOLERANCE = 1e-12
+
+
+def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, init_index=0, start_lower_bound=-np.inf,
+           on_collapse=None):
     """Run EM from ``params``.
 
     Each iteration runs an E-step with the current parameters (its objective is
@@ -156,21 +166,63 @@ def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, in
     callback : callable, optional
         Called as ``callback(info)`` after each iteration with a dict holding
         ``init``, ``iteration``, ``lower_bound``, ``change``, ``params`` and ``seconds``.
+    on_collapse : {"recover", "warn", "raise"} or None
+        What to do when a component collapses (see :mod:`emkit.collapse`); None: no detection.
     """
     with blas_single_threaded():
-        return _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound)
+        return _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound,
+                       on_collapse)
 
 
-def _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound):
+def _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound, on_collapse):
+    from .collapse import CollapseEvent
+
     result = EMResult(params=params)
     lower = start_lower_bound
+    segment = -np.inf  # objective of the previous iteration since the start or the last recovery
+    previous_params = params
+    recoveries_left = getattr(model.emission, "n_components", 0)
+    warned = set()
     t0 = time.perf_counter()
     for it in range(1, max_iter + 1):
         stats = source.expectation(model, params)
         new_lower = model.objective(stats, params)
+        if on_collapse == "recover" and new_lower < segment - DECREASE_TOLERANCE * max(1.0, abs(segment)):
+            # only a component at the covariance floor makes an M-step descend: keep the better parameters
+            result.collapse_events.append(CollapseEvent(it - 1, None, "lowered the objective", "stopped"))
+            result.params = previous_params
+            break
+        previous_params = params
         params = model.m_step(stats, params)
+        restarted = False
+        if on_collapse is not None:
+            occupancy, reasons = model.collapsed(stats, params)
+            if reasons and on_collapse == "raise":
+                from .exceptions import CollapseError
+
+                k, why = next(iter(reasons.items()))
+                raise CollapseError(f"component {k} {why} at iteration {it} (on_collapse='raise'); use "
+                                    "on_collapse='recover' to re-seed it, or fewer components")
+            if reasons and on_collapse == "recover" and recoveries_left > 0:
+                from .collapse import recover_pairs
+
+                collapsed = np.zeros(occupancy.size, dtype=bool)
+                collapsed[list(reasons)] = True
+                for k, j in recover_pairs(collapsed, occupancy)[:recoveries_left]:
+                    split = model.split(params, j, k)
+                    if split is None:
+                        break
+                    params = split
+                    recoveries_left -= 1
+                    restarted = True
+                    result.collapse_events.append(CollapseEvent(it, k, reasons.pop(k), "recovered", j))
+            for k, why in reasons.items():
+                if k not in warned:
+                    warned.add(k)
+                    result.collapse_events.append(CollapseEvent(it, k, why, "warned"))
         change = new_lower - lower
         lower = new_lower
+        segment = -np.inf if restarted else new_lower
         result.lower_bounds.append(float(lower))
         result.params = params
         result.n_iter = it
@@ -181,9 +233,11 @@ def _run_em(model, params, source, tol, max_iter, verbose, callback, init_index,
         if callback is not None:
             callback({"init": init_index, "iteration": it, "lower_bound": float(lower),
                       "change": float(change), "params": params, "seconds": elapsed})
-        if abs(change) < tol:
+        if abs(change) < tol and not restarted:
             result.converged = True
             break
+        if restarted:
+            lower = -np.inf
     return result
 
 

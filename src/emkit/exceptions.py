@@ -14,3 +14,11 @@ class NotFittedError(_SklearnNotFittedError):
 
 class DegenerateDataWarning(UserWarning):
     """The data has fewer distinct points than the model has components."""
+
+
+class CollapseWarning(ConvergenceWarning):
+    """A component or state collapsed during EM (see ``on_collapse`` and ``collapse_events_``)."""
+
+
+class CollapseError(ValueError):
+    """A component or state collapsed during EM and ``on_collapse="raise"`` was asked for."""

@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import numbers
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -56,6 +57,7 @@ import numpy as np
 from scipy.special import entr
 
 from ._validation import check_array, check_float, check_int, check_lengths, check_random_state
+from .exceptions import CollapseWarning
 from .models.classifier import GaussianMixtureClassifier, HMMClassifier
 from .models.hmm import ARHMM, BaseHMM, CategoricalHMM, GaussianHMM, PoissonHMM, as_sequences
 from .models.kmeans import KMeans
@@ -111,6 +113,11 @@ class Selection:
             Free parameters counted by the criteria (for KMeans: the centre coordinates).
         ``converged``, ``n_iter``
             From the fitted model (``converged`` is ``None`` for KMeans).
+        ``recovered``, ``collapsed``
+            Collapsed components re-seeded during the fit, and collapses left unrecovered
+            (see ``on_collapse``); ``None`` for KMeans.  ``select`` warns when the best fit
+            has an unrecovered collapse, and when the best number of states is at the edge
+            of the candidates searched.
         ``fit_seconds``
             Wall time of ``fit``.
         ``rank``
@@ -452,6 +459,9 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         row["converged"] = None if conv is None else bool(conv)
         n_iter = getattr(est, "n_iter_", None)
         row["n_iter"] = None if n_iter is None else int(n_iter)
+        events = getattr(est, "collapse_events_", None)
+        row["recovered"] = None if events is None else int(est.n_recoveries_)
+        row["collapsed"] = None if events is None else sum(e["action"] != "recovered" for e in events)
         row["fit_seconds"] = seconds
         rows.append(row)
         models[k] = est
@@ -462,7 +472,7 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         raise ValueError(f"every candidate gave an undefined (NaN) {criterion}; check X and the model")
     table["rank"] = values.rank(method="min", ascending=CRITERIA[criterion], na_option="bottom").astype(int)
     table = table.sort_values(["rank", "n_components"], kind="stable").reset_index(drop=True)
-    for col in ("n_parameters", "n_iter"):
+    for col in ("n_parameters", "n_iter", "recovered", "collapsed"):
         if table[col].notna().all():
             table[col] = table[col].astype(int)
     if criterion == "heldout":
@@ -470,6 +480,7 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         table.attrs["n_test"] = int(X_test.shape[0])
 
     best_k = int(table["n_components"].iloc[0])
+    _warn_about_choice(table, best_k, candidates, criterion)
     if criterion == "heldout":
         best_model = _make(model, params, kind, best_k, seeds[best_k])
         _fit(best_model, kind, X, lengths)
@@ -509,6 +520,21 @@ def _select_per_class(model, X, y, n_components, lengths, **kwargs):
     clf._assemble(fitted, data, X.shape[1], classes, y_idx)
     return Selection(table=pd.concat(tables, ignore_index=True), best_n_components=best, best_model=clf,
                      criterion=kwargs["criterion"], models=models if kwargs["return_models"] else None)
+
+
+def _warn_about_choice(table, best_k, candidates, criterion):
+    """Warn when the best K is at the edge of the range searched, or its fit had a collapse."""
+    if len(candidates) > 1 and best_k == candidates[-1]:
+        warnings.warn(f"the best n_components by {criterion} is {best_k}, the largest candidate searched: a larger "
+                      "number may be better still; extend the range", UserWarning, stacklevel=3)
+    elif len(candidates) > 1 and best_k == candidates[0] and best_k > 1:
+        warnings.warn(f"the best n_components by {criterion} is {best_k}, the smallest candidate searched: a "
+                      "smaller number may be better still; extend the range", UserWarning, stacklevel=3)
+    collapsed = table["collapsed"].iloc[0]
+    if collapsed is not None and collapsed == collapsed and collapsed > 0:  # None/NaN for KMeans
+        warnings.warn(f"the fit with the best n_components={best_k} has {int(collapsed)} collapsed "
+                      "component(s) that were not recovered (column 'collapsed'); its score may come from a "
+                      "likelihood spike on repeated points", CollapseWarning, stacklevel=3)
 
 
 # ================================================================================================

@@ -7,10 +7,12 @@ emission family is an EM *model* in the sense of :mod:`emkit.em`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from .collapse import detect
 from .inference._kernels import normalize_log_resp
 from .inference.hmm import forward_backward
 from .inference.mixture import MixtureStats, log_responsibilities
@@ -72,15 +74,33 @@ class Mixture:
     def objective(self, stats, params):
         return stats.log_likelihood / stats.n_samples
 
+    def collapsed(self, stats, params):
+        """``(occupancy (K,), {component: reason})`` after the M-step (see :mod:`emkit.collapse`)."""
+        occupancy = np.asarray(stats.resp, dtype=np.float64)
+        return occupancy, detect(occupancy, self.emission.collapsed(params.emission, occupancy))
+
+    def split(self, params, j, k):
+        """Parameters with component ``k`` re-seeded by splitting component ``j`` (weights shared)."""
+        weights = params.weights.copy()
+        weights[j] = weights[k] = 0.5 * (weights[j] + weights[k])
+        return MixtureParams(weights=weights, emission=self.emission.split(params.emission, j, k))
+
 
 @dataclass(frozen=True)
 class HMMParams:
-    """HMM parameters: ``startprob`` (K,), ``transmat`` (K, K) and the emission's parameters."""
+    """HMM parameters: ``startprob`` (K,), ``transmat`` (K, K) and the emission's parameters.
+
+    ``startprob_allowed`` (K,) and ``transmat_allowed`` (K, K) are boolean masks of the entries
+    the M-step may make positive (None: all).  They hold the *structural* zeros the user gave
+    (in ``*_init``, ``from_params`` or by setting the attributes); zeros EM itself produces are
+    not structural, so a probability that rounds to 0 can grow back.
+    """
 
     startprob: np.ndarray
     transmat: np.ndarray
     emission: object
-
+    startprob_allowed: np.ndarray = None
+    transmat_allowed: np.ndarray = None
 
 @dataclass
 class HMMStats(Stats):
@@ -106,18 +126,66 @@ class HMMStats(Stats):
     n_samples: float
 
 
-def _dirichlet_log_density(prob, concentration):
-    """Unnormalised ``sum (alpha - 1) log p`` (terms with alpha == 1 are 0 even where p == 0)."""
-    a = np.asarray(concentration, dtype=np.float64) - 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(a == 0, 0.0, a * np.log(prob))
-    return float(np.sum(terms))
+def check_concentration(value, name, shape):
+    """A Dirichlet concentration (a number or an array of ``shape``; None: any shape), checked >= 1.
+
+    Concentrations below 1 put an unbounded density at the boundary of the simplex, so the MAP
+    objective has no finite maximum there; they are refused, as are non-finite values.
+    """
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim and shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{name} must be a number or an array of shape {tuple(shape)}; got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 1.0):
+        bad = a[~np.isfinite(a) | (a < 1.0)].ravel()[0]
+        raise ValueError(f"{name} must be a finite Dirichlet concentration >= 1 (1 is maximum likelihood; values "
+                         f"below 1 make the MAP objective unbounded at zero probabilities); got {bad!r}")
+    return a
 
 
-def _map_probabilities(counts, concentration, old):
-    """Dirichlet MAP estimate row-wise; zeros of ``old`` stay zero, empty rows keep ``old``."""
-    c = np.maximum(counts + concentration - 1.0, 0.0)
-    c = np.where(old == 0, 0.0, c)
+def allowed_mask(prob):
+    """Boolean mask of the positive entries of ``prob``: the structural zeros of user-given probabilities."""
+    return np.asarray(prob) > 0
+
+
+def dirichlet_log_density(prob, concentration, allowed=None):
+    """Unnormalised Dirichlet log density ``sum (alpha - 1) log p`` over the allowed entries.
+
+    Concentrations are >= 1 (see :func:`check_concentration`); entries with ``alpha == 1``
+    contribute 0 even where ``p == 0``, and structural zeros (``allowed`` False) are outside
+    the support, so they contribute nothing either.
+    """
+    a = np.broadcast_to(np.asarray(concentration, dtype=np.float64) - 1.0, np.shape(prob))
+    use = a != 0
+    if allowed is not None:
+        use = use & allowed
+    with np.errstate(divide="ignore"):
+        return float(np.sum(a[use] * np.log(np.asarray(prob)[use])))
+
+
+def map_probabilities(counts, concentration, old, allowed=None):
+    """Row-wise Dirichlet MAP estimate of probabilities (last axis) from expected counts.
+
+    Parameters
+    ----------
+    counts : ndarray (..., S)
+        Expected counts.
+    concentration : float or ndarray broadcastable to ``counts``
+        Dirichlet concentrations, >= 1.
+    old : ndarray (..., S)
+        The current probabilities; rows with no mass (no counts, no prior) keep them.
+    allowed : ndarray of bool (..., S), optional
+        Entries allowed to be positive (None: all); the others stay exactly 0.
+
+    Returns
+    -------
+    ndarray (..., S)
+        ``(counts + (alpha - 1))`` normalised over the allowed entries.  The prior offset is
+        added as ``alpha - 1`` (exactly 0 for ``alpha == 1``), so a tiny count stays tiny
+        instead of rounding to 0 as ``counts + alpha - 1`` would.
+    """
+    c = counts + (np.asarray(concentration, dtype=np.float64) - 1.0)
+    if allowed is not None:
+        c = np.where(allowed, c, 0.0)
     sums = c.sum(axis=-1, keepdims=True)
     return np.where(sums > 0, c / np.where(sums > 0, sums, 1.0), old)
 
@@ -144,8 +212,8 @@ class MarkovChain:
     def __init__(self, emission, startprob_prior=1.0, transmat_prior=1.0, kappa=0.0, learn=None):
         self.emission = emission
         K = emission.n_components
-        self.startprob_prior = np.broadcast_to(np.asarray(startprob_prior, dtype=np.float64), (K,))
-        self.transmat_prior = np.asarray(transmat_prior, dtype=np.float64) + kappa * np.eye(K)
+        self.startprob_prior = np.broadcast_to(check_concentration(startprob_prior, "startprob_prior", (K,)), (K,))
+        self.transmat_prior = check_concentration(transmat_prior, "transmat_prior", (K, K)) + kappa * np.eye(K)
         self.learn = learn
 
     def _learns(self, name):
@@ -171,17 +239,43 @@ class MarkovChain:
         startprob = params.startprob
         transmat = params.transmat
         if self._learns("startprob"):
-            startprob = _map_probabilities(stats.start, self.startprob_prior, params.startprob)
+            startprob = map_probabilities(stats.start, self.startprob_prior, params.startprob,
+                                          params.startprob_allowed)
         if self._learns("transmat"):
-            transmat = _map_probabilities(stats.trans, self.transmat_prior, params.transmat)
+            transmat = map_probabilities(stats.trans, self.transmat_prior, params.transmat, params.transmat_allowed)
         learn = None if self.learn is None else set(self.learn) & set(self.emission.param_names)
         emission = self.emission.m_step(stats.emission, params.emission, learn)
-        return HMMParams(startprob=startprob, transmat=transmat, emission=emission)
+        return dataclasses.replace(params, startprob=startprob, transmat=transmat, emission=emission)
 
     def log_prior(self, params):
-        return (_dirichlet_log_density(params.startprob, self.startprob_prior)
-                + _dirichlet_log_density(params.transmat, self.transmat_prior)
+        return (dirichlet_log_density(params.startprob, self.startprob_prior, params.startprob_allowed)
+                + dirichlet_log_density(params.transmat, self.transmat_prior, params.transmat_allowed)
                 + self.emission.log_prior(params.emission))
 
     def objective(self, stats, params):
         return (stats.log_likelihood + self.log_prior(params)) / stats.n_samples
+
+    def collapsed(self, stats, params):
+        """``(occupancy (K,), {state: reason})`` after the M-step (see :mod:`emkit.collapse`)."""
+        occupancy = stats.start + stats.trans.sum(axis=0)  # sum over frames of p(z_t = k | x)
+        return occupancy, detect(occupancy, self.emission.collapsed(params.emission, occupancy))
+
+    def split(self, params, j, k):
+        """Parameters with state ``k`` re-seeded by splitting state ``j``, or None if that is not allowed.
+
+        State ``k`` takes a copy of ``j``'s transition row; the two share ``j``'s and ``k``'s start
+        probability and incoming transitions.  Not done when some parameters are not learned or
+        have structural zeros (the split would change what the user fixed).
+        """
+        fixed = self.learn is not None or any(
+            m is not None and not np.all(m) for m in (params.startprob_allowed, params.transmat_allowed,
+                                                       getattr(params.emission, "allowed", None)))
+        if fixed:
+            return None
+        startprob, transmat = params.startprob.copy(), params.transmat.copy()
+        startprob[j] = startprob[k] = 0.5 * (startprob[j] + startprob[k])
+        transmat[k] = transmat[j]
+        shared = 0.5 * (transmat[:, j] + transmat[:, k])
+        transmat[:, j], transmat[:, k] = shared, shared
+        return dataclasses.replace(params, startprob=startprob, transmat=transmat,
+                                   emission=self.emission.split(params.emission, j, k))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from ..collapse import floor_collapsed, main_axis_offset
 from ..stats import Stats
 from .gaussian import LOG_2PI, _precision_cholesky_from_covariance
 
@@ -180,6 +181,19 @@ class AREmission:
 
     def log_prior(self, params):
         return 0.0
+
+    def collapsed(self, params, occupancy):
+        """States whose noise covariance is at the ``reg_covar`` floor, (K,) bool; ``occupancy`` (K,)."""
+        w = occupancy / max(occupancy.sum(), np.finfo(np.float64).tiny)
+        return floor_collapsed(params.covars, np.einsum("k,kij->ij", w, params.covars), self.reg_covar)
+
+    def split(self, params, j, k):
+        """Parameters with state ``k`` re-seeded as a copy of state ``j``, intercepts moved apart."""
+        delta = main_axis_offset(params.covars[j])
+        coefs, intercepts, covars = params.coefs.copy(), params.intercepts.copy(), params.covars.copy()
+        coefs[k], covars[k] = coefs[j], covars[j]
+        intercepts[k], intercepts[j] = intercepts[j] + delta, intercepts[j] - delta
+        return self.params_from(coefs, intercepts, covars)
 
     def sample(self, params, z, rng):
         """One sequence for the state path ``z``; lags before the start are taken as zero."""

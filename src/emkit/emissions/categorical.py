@@ -7,13 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..stats import Stats
+from ..structures import check_concentration, dirichlet_log_density, map_probabilities
 
 
 @dataclass(frozen=True)
 class CategoricalParams:
-    """``emissionprob`` (K, n_symbols): row k is p(symbol | state k)."""
+    """``emissionprob`` (K, n_symbols): row k is p(symbol | state k).
+
+    ``allowed`` (K, n_symbols) marks the entries the M-step may make positive (None: all); its
+    False entries are the structural zeros the user gave.
+    """
 
     emissionprob: np.ndarray
+    allowed: np.ndarray = None
 
 
 @dataclass
@@ -33,7 +39,7 @@ class CategoricalEmission:
     ----------
     n_components, n_symbols : int
     emissionprob_prior : float or ndarray (K, n_symbols)
-        Dirichlet concentration; 1.0 is maximum likelihood.
+        Dirichlet concentration, >= 1; 1.0 is maximum likelihood.
     """
 
     param_names = ("emissionprob",)
@@ -41,7 +47,7 @@ class CategoricalEmission:
     def __init__(self, n_components, n_symbols, emissionprob_prior=1.0):
         self.n_components = n_components
         self.n_symbols = n_symbols
-        self.emissionprob_prior = emissionprob_prior
+        self.emissionprob_prior = check_concentration(emissionprob_prior, "emissionprob_prior", None)
 
     def prepare(self, X, lengths=None):
         return np.ascontiguousarray(X[:, 0], dtype=np.int64)
@@ -69,24 +75,37 @@ class CategoricalEmission:
         return CategoricalStats(counts=counts)
 
     def m_step(self, stats, params=None, learn=None):
+        """Dirichlet MAP emission probabilities ``counts + (alpha - 1)`` normalised per state.
+
+        Structural zeros (``params.allowed``) stay zero; a state with no mass keeps its old row
+        (uniform when there is none).
+        """
         if learn is not None and "emissionprob" not in learn:
             return params
-        c = np.maximum(stats.counts + np.asarray(self.emissionprob_prior, dtype=np.float64) - 1.0, 0.0)
-        if params is not None:  # structural zeros stay zero
-            c = np.where(params.emissionprob == 0, 0.0, c)
-        sums = c.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            prob = np.where(sums > 0, c / np.where(sums > 0, sums, 1.0), 1.0 / self.n_symbols)
-        return CategoricalParams(emissionprob=prob)
+        if params is None:
+            old = np.full(stats.counts.shape, 1.0 / self.n_symbols)
+            allowed = None
+        else:
+            old, allowed = params.emissionprob, params.allowed
+        prob = map_probabilities(stats.counts, self.emissionprob_prior, old, allowed)
+        return CategoricalParams(emissionprob=prob, allowed=allowed)
 
     def init_params(self, stats):
         return self.m_step(stats)
 
     def log_prior(self, params):
-        a = np.asarray(self.emissionprob_prior, dtype=np.float64) - 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(a == 0, 0.0, a * np.log(params.emissionprob))
-        return float(np.sum(terms))
+        return dirichlet_log_density(params.emissionprob, self.emissionprob_prior, params.allowed)
+
+    def collapsed(self, params, occupancy):
+        """Categorical states have no covariance floor: only emptiness counts (see emkit.collapse)."""
+        return np.zeros(len(occupancy), dtype=bool)
+
+    def split(self, params, j, k):
+        """State ``k`` re-seeded from state ``j``: one sharpened, one flattened copy of its row."""
+        prob = params.emissionprob.copy()
+        p = prob[j]
+        prob[k], prob[j] = p**2 / np.sum(p**2), np.sqrt(p) / np.sum(np.sqrt(p))
+        return CategoricalParams(emissionprob=prob, allowed=params.allowed)
 
     def sample(self, params, z, rng):
         cum = np.cumsum(params.emissionprob, axis=1)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from ..collapse import floor_collapsed, main_axis_offset
 from ..inference import _kernels as _k
 from ..inference import _missing_kernels as _mk
 from ..stats import Stats
@@ -141,13 +142,24 @@ def _precision_cholesky_from_covariance(cov, reg_covar):
     return linalg.solve_triangular(chol, np.eye(cov.shape[0]), lower=True).T
 
 
+#: Largest asymmetry accepted in a given covariance or precision, relative to the matrix's scale
+#: (the inverse of a real 64 x 64 covariance is symmetric to about 1e-10 of it).
+SYMMETRY_RTOL = 1e-6
+
+
 def _check_spd(matrix, name):
-    if not np.allclose(matrix, matrix.T, rtol=1e-8, atol=1e-12 * max(1.0, np.abs(matrix).max())):
-        raise ValueError(f"{name} must be symmetric")
+    """The symmetric part of ``matrix`` (D, D), checked symmetric (relative to its scale) and positive definite."""
+    scale = np.abs(matrix).max()
+    asymmetry = np.abs(matrix - matrix.T).max()
+    if asymmetry > SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} must be symmetric; its largest asymmetry {asymmetry:.3g} is more than "
+                         f"{SYMMETRY_RTOL:g} times its largest entry {scale:.3g}")
+    matrix = 0.5 * (matrix + matrix.T)
     try:
         linalg.cholesky(matrix, lower=True)
     except linalg.LinAlgError:
         raise ValueError(f"{name} must be positive definite") from None
+    return matrix
 
 
 class _CovarianceType:
@@ -255,9 +267,7 @@ class _Full(_CovarianceType):
 
     def check_precisions(self, precisions, K, D, name="precisions_init"):
         precisions = _check_shape(precisions, (K, D, D), name)
-        for k, p in enumerate(precisions):
-            _check_spd(p, f"{name}[{k}]")
-        return precisions
+        return np.stack([_check_spd(p, f"{name}[{k}]") for k, p in enumerate(precisions)])
 
     def precisions_cholesky(self, covariances, reg_covar):
         return np.stack([_precision_cholesky_from_covariance(c, reg_covar) for c in covariances])
@@ -325,9 +335,7 @@ class _Tied(_Full):
         return D * (D + 1) // 2
 
     def check_precisions(self, precisions, K, D, name="precisions_init"):
-        precisions = _check_shape(precisions, (D, D), name)
-        _check_spd(precisions, name)
-        return precisions
+        return _check_spd(_check_shape(precisions, (D, D), name), name)
 
     def precisions_cholesky(self, covariances, reg_covar):
         return _precision_cholesky_from_covariance(covariances, reg_covar)
@@ -729,6 +737,27 @@ class GaussianEmission:
         pc = self.cov.precisions_cholesky_from_precisions(precisions)
         cov = self.cov.covariances_from_precisions(precisions)
         return GaussianParams(means=means, covariances=cov, precisions_cholesky=pc)
+
+    # -- collapse (see emkit.collapse) ----------------------------------------------
+    def collapsed(self, params, occupancy):
+        """Components whose covariance is at the ``reg_covar`` floor, (K,) bool; ``occupancy`` (K,)."""
+        K, D = params.means.shape
+        covs = np.broadcast_to(self.cov.full_covariances(params.covariances, K, D), (K, D, D))
+        w = occupancy / max(occupancy.sum(), np.finfo(np.float64).tiny)
+        dm = params.means - w @ params.means
+        reference = np.einsum("k,kij->ij", w, covs) + np.einsum("k,ki,kj->ij", w, dm, dm)
+        return floor_collapsed(covs, reference, self.reg_covar)
+
+    def split(self, params, j, k):
+        """Parameters with component ``k`` re-seeded by splitting component ``j`` along its main axis."""
+        K, D = params.means.shape
+        delta = main_axis_offset(np.broadcast_to(self.cov.full_covariances(params.covariances, K, D),
+                                                 (K, D, D))[j])
+        means, covariances = params.means.copy(), np.array(params.covariances, copy=True)
+        means[k], means[j] = means[j] + delta, means[j] - delta
+        if self.covariance_type != "tied":
+            covariances[k] = covariances[j]
+        return self.params_from_covariances(means, covariances)
 
     # -- the rest -----------------------------------------------------------------
     def sample(self, params, z, rng):

@@ -38,7 +38,7 @@ class PoissonEmission:
     n_components : int
     lambdas_prior, lambdas_weight : float
         Gamma prior on the rates as in hmmlearn: ``lambda = (prior + sum w x) / (weight + sum w)``;
-        0 and 0 is maximum likelihood.
+        0 and 0 is maximum likelihood.  A state with no weight (and ``weight == 0``) keeps its rates.
     """
 
     param_names = ("lambdas",)
@@ -88,8 +88,12 @@ class PoissonEmission:
     def m_step(self, stats, params=None, learn=None):
         if learn is not None and "lambdas" not in learn:
             return params
-        denom = self.lambdas_weight + stats.n[:, None]
-        lam = (self.lambdas_prior + stats.sx) / np.maximum(denom, 1e-300)
+        denom = np.broadcast_to(self.lambdas_weight + stats.n[:, None], stats.sx.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = (self.lambdas_prior + stats.sx) / denom
+        if np.any(denom <= 0):  # a state with no weight and no prior weight keeps its rates
+            old = params.lambdas if params is not None else np.zeros_like(lam)
+            lam = np.where(denom > 0, lam, old)
         return PoissonParams(lambdas=lam)
 
     def init_params(self, stats):
@@ -105,6 +109,17 @@ class PoissonEmission:
         lam = params.lambdas
         with np.errstate(divide="ignore"):
             return float(np.sum(a * np.log(lam) - b * lam)) if a > 0 else float(np.sum(-b * lam))
+
+    def collapsed(self, params, occupancy):
+        """Poisson states have no covariance floor: only emptiness counts (see emkit.collapse)."""
+        return np.zeros(len(occupancy), dtype=bool)
+
+    def split(self, params, j, k):
+        """State ``k`` re-seeded from state ``j``: rates half a Poisson standard deviation apart."""
+        lam = params.lambdas.copy()
+        delta = np.minimum(0.5 * np.sqrt(lam[j]), 0.5 * lam[j])
+        lam[k], lam[j] = lam[j] + delta, lam[j] - delta
+        return PoissonParams(lambdas=lam)
 
     def sample(self, params, z, rng):
         return rng.poisson(params.lambdas[z]).astype(np.int64)

@@ -11,7 +11,19 @@ from .._base import BaseEstimator
 from .._progress import ProgressBar
 from .._validation import check_choice, check_float, check_int, check_random_state
 from ..em import StepSchedule, online_update, run_em, run_stochastic_em
-from ..exceptions import ConvergenceWarning
+from ..collapse import ON_COLLAPSE
+from ..exceptions import CollapseWarning, ConvergenceWarning
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` that points a warning at the first frame outside emkit (the user's call)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    package = __name__.rsplit(".", 2)[0] + "."
+    while frame is not None and (frame.f_globals.get("__name__", "") + ".").startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class EMEstimator(BaseEstimator):
@@ -28,6 +40,7 @@ class EMEstimator(BaseEstimator):
         check_int(self.max_iter, "max_iter", minimum=1)
         check_int(self.n_init, "n_init", minimum=1)
         check_int(self.verbose, "verbose", minimum=0)
+        check_choice(self.on_collapse, "on_collapse", ON_COLLAPSE)
 
     def _run_restarts(self, source, callback=None, algorithm="em", batch_size=None, schedule=None, progress=None):
         """Run ``n_init`` EM runs (or one warm-started run) and keep the best; ``progress`` as in
@@ -62,18 +75,25 @@ class EMEstimator(BaseEstimator):
             else:
                 result = run_em(model, params, source, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
                                 callback=callback, init_index=i,
-                                start_lower_bound=self.lower_bound_ if warm else -np.inf)
+                                start_lower_bound=self.lower_bound_ if warm else -np.inf,
+                                on_collapse=self.on_collapse)
             if self.verbose:
                 print(f"Initialization {i + 1} {'converged' if result.converged else 'did not converge'}: "
                       f"lower bound {result.lower_bound:.8g}")
             runs.append(result)
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
-        if not best.converged:
+        if not best.converged and self.tol > 0 and not any(e.action == "stopped" for e in best.collapse_events):
             warnings.warn("Best performing initialization did not converge. Try different init parameters, "
                           "or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning,
-                          stacklevel=3)
+                          stacklevel=_user_stacklevel())
+        if best.collapse_events:
+            warnings.warn(f"{type(self).__name__}: " + "; ".join(e.describe() for e in best.collapse_events)
+                          + f" (on_collapse={self.on_collapse!r}; see collapse_events_)", CollapseWarning,
+                          stacklevel=_user_stacklevel())
         self._set_attributes(best.params)
+        self.collapse_events_ = [e.as_dict() for e in best.collapse_events]
+        self.n_recoveries_ = best.n_recoveries
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
         self.lower_bound_ = best.lower_bound

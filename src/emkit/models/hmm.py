@@ -20,7 +20,7 @@ from ..emissions.poisson import PoissonEmission, PoissonParams
 from ..inference import hmm as inference
 from ..io import register
 from ..sources import DaskSequenceSource, SequenceSource, is_dask_array
-from ..structures import HMMParams, MarkovChain
+from ..structures import HMMParams, MarkovChain, allowed_mask, check_concentration
 from .base import EMEstimator
 from .kmeans import assign_observed, kmeans_plusplus, seeding_rows
 
@@ -54,6 +54,19 @@ def _per_sequence(X, lengths, out):
     if lengths is None and isinstance(X, (list, tuple)) and len(X) > 0 and all(np.ndim(x) == 2 for x in X):
         return np.split(out, np.cumsum([len(x) for x in X])[:-1])
     return out
+
+
+def _with_masks(startprob, transmat, emission):
+    """HMM parameters whose zero probabilities are structural (kept at zero by EM).
+
+    Used for parameters that come from the user (``*_init``, ``from_params``, attributes set by
+    hand or loaded); a seeding has no zeros.  Zeros of fitted attributes are structural too,
+    which changes nothing: EM cannot move a probability away from exactly 0 (its expected
+    counts are then 0) unless a prior above 1 adds mass, and with such a prior EM never makes
+    a zero.
+    """
+    return HMMParams(startprob=startprob, transmat=transmat, emission=emission,
+                     startprob_allowed=allowed_mask(startprob), transmat_allowed=allowed_mask(transmat))
 
 
 class BaseHMM(EMEstimator):
@@ -90,11 +103,7 @@ class BaseHMM(EMEstimator):
         check_choice(self.algorithm, "algorithm", DECODE_ALGORITHMS)
         K = self.n_components
         for name, shape in (("startprob_prior", (K,)), ("transmat_prior", (K, K))):
-            value = np.asarray(getattr(self, name), dtype=np.float64)
-            if value.ndim and value.shape != shape:
-                raise ValueError(f"{name} must be a number or an array of shape {shape}; got shape {value.shape}")
-            if not np.all(np.isfinite(value)) or np.any(value < 0):
-                raise ValueError(f"{name} must be non-negative and finite")
+            check_concentration(getattr(self, name), name, shape)
         check_float(self.kappa, "kappa", minimum=0.0)
         return self._check_learn()
 
@@ -145,9 +154,9 @@ class BaseHMM(EMEstimator):
         inits = [getattr(self, a[:-1] + "_init") for a in self._emission_attributes]
         if all(v is not None for v in inits + [self.startprob_init, self.transmat_init]):
             # every starting value is given: no seeding pass over the data
-            return HMMParams(startprob=check_probability_vector(self.startprob_init, "startprob_init", K),
-                             transmat=check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K)),
-                             emission=self._apply_emission_inits(None, source.n_features))
+            return _with_masks(check_probability_vector(self.startprob_init, "startprob_init", K),
+                               check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K)),
+                               self._apply_emission_inits(None, source.n_features))
         if not self._kmeans_seeded:
             eparams = self._random_emission_params(rng)
             startprob, trans = np.ones(K), np.ones((K, K))
@@ -178,7 +187,7 @@ class BaseHMM(EMEstimator):
         if self.transmat_init is not None:
             transmat = check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
         eparams = self._apply_emission_inits(eparams, source.n_features)
-        return HMMParams(startprob=startprob, transmat=transmat, emission=eparams)
+        return _with_masks(startprob, transmat, eparams)
 
     def _set_attributes(self, params):
         self.startprob_ = params.startprob
@@ -201,7 +210,7 @@ class BaseHMM(EMEstimator):
         K = self.n_components
         startprob = check_probability_vector(self.startprob_, "startprob_", K)
         transmat = check_stochastic_matrix(self.transmat_, "transmat_", (K, K))
-        return HMMParams(startprob=startprob, transmat=transmat, emission=self._emission_params_from_attributes())
+        return _with_masks(startprob, transmat, self._emission_params_from_attributes())
 
     def _validate_fitted(self):
         self._fitted_params()
@@ -473,9 +482,11 @@ class BaseHMM(EMEstimator):
 
 _COMMON_DOC = """
     startprob_prior : float or ndarray (K,), default=1.0
-        Dirichlet concentration on the start probabilities (1.0 is maximum likelihood).
+        Dirichlet concentration on the start probabilities, >= 1 (1.0 is maximum likelihood;
+        below 1 the MAP objective is unbounded at zero probabilities, so it is refused).
+        Zeros in ``startprob_init`` (or set by hand) are structural: they stay zero.
     transmat_prior : float or ndarray (K, K), default=1.0
-        Dirichlet concentration on each transition row.
+        Dirichlet concentration on each transition row, >= 1; zeros of ``transmat_init`` stay zero.
     kappa : float, default=0.0
         Extra concentration on self-transitions (sticky HMM for behavioural segmentation).
     algorithm : {"viterbi", "map"}, default="viterbi"
@@ -491,6 +502,11 @@ _COMMON_DOC = """
         EM stops when the log-likelihood (plus log prior) per frame changes by less than ``tol``.
     random_state : None, int or numpy.random.Generator
     verbose : int, default=0
+    on_collapse : {"recover", "warn", "raise"}, default="recover"
+        What EM does when a state collapses (empty, or its covariance at the ``reg_covar`` floor):
+        re-seed it by splitting the most occupied state, only warn, or raise
+        :class:`~emkit.exceptions.CollapseError` (see :mod:`emkit.collapse`).  Events are listed
+        in ``collapse_events_`` and counted in ``n_recoveries_``.
 """
 
 
@@ -517,6 +533,8 @@ class GaussianHMM(BaseHMM):
     converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
     feature_names_in_ : ndarray of str
         Column names, when fitted on a DataFrame (or a list of DataFrames); checked at prediction.
+    collapse_events_ : list of dict
+        Collapses in the best run (see ``on_collapse``); ``n_recoveries_`` counts the recoveries.
     """
 
     _emission_attributes = {"means_": "means", "covars_": "covariances"}
@@ -526,7 +544,7 @@ class GaussianHMM(BaseHMM):
     def __init__(self, n_components=1, *, covariance_type="diag", reg_covar=1e-6, startprob_prior=1.0,
                  transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
                  transmat_init=None, means_init=None, covars_init=None, n_init=1, max_iter=100, tol=1e-4,
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0, on_collapse="recover"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -544,6 +562,7 @@ class GaussianHMM(BaseHMM):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+        self.on_collapse = on_collapse
 
     def _make_emission(self, n_features):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -588,7 +607,7 @@ class CategoricalHMM(BaseHMM):
     n_features : int, optional
         Number of symbols; inferred as ``max(X) + 1`` when fitting if not given.
     emissionprob_prior : float or ndarray (K, n_features), default=1.0
-        Dirichlet concentration on each emission row (1.0 is maximum likelihood).
+        Dirichlet concentration on each emission row, >= 1 (1.0 is maximum likelihood).
     emissionprob_init : ndarray (K, n_features), optional
 """ + _COMMON_DOC + """
     Attributes
@@ -604,7 +623,7 @@ class CategoricalHMM(BaseHMM):
     def __init__(self, n_components=1, *, n_features=None, emissionprob_prior=1.0, startprob_prior=1.0,
                  transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
                  transmat_init=None, emissionprob_init=None, n_init=1, max_iter=100, tol=1e-4, random_state=None,
-                 verbose=0):
+                 verbose=0, on_collapse="recover"):
         self.n_components = n_components
         self.n_features = n_features
         self.emissionprob_prior = emissionprob_prior
@@ -621,6 +640,7 @@ class CategoricalHMM(BaseHMM):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+        self.on_collapse = on_collapse
 
     def _n_symbols(self):
         n = getattr(self, "_fitted_n_symbols", None) or self.n_features
@@ -629,7 +649,10 @@ class CategoricalHMM(BaseHMM):
         return n
 
     def _make_emission(self, n_features):
-        return CategoricalEmission(self.n_components, self._n_symbols() or 1, self.emissionprob_prior)
+        n_symbols = self._n_symbols()
+        if n_symbols is not None:
+            check_concentration(self.emissionprob_prior, "emissionprob_prior", (self.n_components, n_symbols))
+        return CategoricalEmission(self.n_components, n_symbols or 1, self.emissionprob_prior)
 
     def _validate_X(self, X):
         X = check_array(X, "X", allow_nan=True)
@@ -693,12 +716,12 @@ class CategoricalHMM(BaseHMM):
             return eparams
         e = check_stochastic_matrix(self.emissionprob_init, "emissionprob_init",
                                     (self.n_components, self._n_symbols()))
-        return None if check_only else CategoricalParams(emissionprob=e)
+        return None if check_only else CategoricalParams(emissionprob=e, allowed=allowed_mask(e))
 
     def _emission_params_from_attributes(self):
         e = np.asarray(self.emissionprob_, dtype=np.float64)
         e = check_stochastic_matrix(e, "emissionprob_", (self.n_components, e.shape[1] if e.ndim == 2 else -1))
-        return CategoricalParams(emissionprob=e)
+        return CategoricalParams(emissionprob=e, allowed=allowed_mask(e))
 
     def _infer_n_features(self):
         self._fitted_n_symbols = np.asarray(self.emissionprob_).shape[1]
@@ -729,7 +752,7 @@ class PoissonHMM(BaseHMM):
     def __init__(self, n_components=1, *, lambdas_prior=0.0, lambdas_weight=0.0, startprob_prior=1.0,
                  transmat_prior=1.0, kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None,
                  transmat_init=None, lambdas_init=None, n_init=1, max_iter=100, tol=1e-4, random_state=None,
-                 verbose=0):
+                 verbose=0, on_collapse="recover"):
         self.n_components = n_components
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
@@ -746,6 +769,7 @@ class PoissonHMM(BaseHMM):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+        self.on_collapse = on_collapse
 
     def _make_emission(self, n_features):
         check_float(self.lambdas_prior, "lambdas_prior", minimum=0.0)
@@ -814,7 +838,7 @@ class ARHMM(BaseHMM):
     def __init__(self, n_components=1, *, order=1, reg_covar=1e-6, startprob_prior=1.0, transmat_prior=1.0,
                  kappa=0.0, algorithm="viterbi", learn=None, startprob_init=None, transmat_init=None,
                  coefs_init=None, intercepts_init=None, covars_init=None, n_init=1, max_iter=100, tol=1e-4,
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0, on_collapse="recover"):
         self.n_components = n_components
         self.order = order
         self.reg_covar = reg_covar
@@ -833,6 +857,7 @@ class ARHMM(BaseHMM):
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
+        self.on_collapse = on_collapse
 
     def _source(self, X, lengths, reset=True):
         source = super()._source(X, lengths, reset)
@@ -861,7 +886,7 @@ class ARHMM(BaseHMM):
                 raise ValueError(f"{name} must be finite")
             out.append(a)
         if out[2] is not None:
-            COVARIANCE_TYPES["full"].check_covariances(out[2], K, D, f"covars{suffix}")
+            out[2] = COVARIANCE_TYPES["full"].check_covariances(out[2], K, D, f"covars{suffix}")
         return out
 
     def _apply_emission_inits(self, eparams, D, check_only=False):

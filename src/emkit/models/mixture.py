@@ -70,6 +70,11 @@ class GaussianMixture(DensityMixin, EMEstimator):
     init_sample_size : int, default=500_000
         Initialisation (k-means, k-means++, ...) looks at a uniform random sample of at most
         this many rows; EM itself always uses every row.
+    on_collapse : {"recover", "warn", "raise"}, default="recover"
+        What EM does when a component collapses (empty, or its covariance at the ``reg_covar``
+        floor, as on a set of identical points): re-seed it by splitting the most occupied
+        component, only warn, or raise :class:`~emkit.exceptions.CollapseError` (see
+        :mod:`emkit.collapse`).  ``lower_bounds_`` is monotone between recoveries.
 
     Attributes
     ----------
@@ -83,7 +88,11 @@ class GaussianMixture(DensityMixin, EMEstimator):
     lower_bound_ : float
         Mean log-likelihood per sample at the last E-step of the best run.
     lower_bounds_ : list of float
-        The lower bound at every iteration of the best run.
+        The lower bound at every iteration of the best run (a recovery starts a new segment).
+    collapse_events_ : list of dict
+        Collapses in the best run: ``iteration``, ``component``, ``reason``, ``action``
+        ("recovered", "warned", "stopped") and ``source`` (the component split to re-seed it).
+    n_recoveries_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray (n_features_in_,) of str
         Column names, when fitted on a DataFrame or a file with a header; checked by ``predict``,
@@ -96,7 +105,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10, chunk_size=None,
-                 init_sample_size=500_000):
+                 init_sample_size=500_000, on_collapse="recover"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -113,6 +122,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.init_sample_size = init_sample_size
+        self.on_collapse = on_collapse
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -200,7 +210,9 @@ class GaussianMixture(DensityMixin, EMEstimator):
             weights = np.array(self.weights_init, dtype=np.float64)
         means = eparams.means if self.means_init is None else np.array(self.means_init, dtype=np.float64)
         if self.precisions_init is not None:
-            eparams = emission.params_from_precisions(means, np.array(self.precisions_init, dtype=np.float64))
+            precisions = COVARIANCE_TYPES[self.covariance_type].check_precisions(self.precisions_init,
+                                                                                self.n_components, means.shape[1])
+            eparams = emission.params_from_precisions(means, precisions)
         else:
             eparams = emission.params_from_covariances(means, eparams.covariances)
         return MixtureParams(weights=weights, emission=eparams)
