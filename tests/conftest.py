@@ -18,3 +18,14 @@ def make_blobs(n=600, D=2, K=3, seed=0, spread=8.0, dtype=np.float64):
 @pytest.fixture
 def blobs():
     return make_blobs()
+
+
+@pytest.fixture
+def one_compiled_thread():
+    """Compiled kernels on one thread, for tiny data where starting a parallel region costs more than the work."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)

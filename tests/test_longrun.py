@@ -19,6 +19,7 @@ from emkit import CategoricalHMM, GaussianHMM, GaussianMixture, PoissonHMM
 
 N_ITER = 300
 K = 4
+pytestmark = pytest.mark.usefixtures("one_compiled_thread")
 
 
 def recordings(seed, kind="gaussian", n_seq=25, D=3):
@@ -90,35 +91,31 @@ def gaussian_hmm_pair(cov_type, seed):
     return ours, ref, X, lengths
 
 
-def categorical_hmm_pair(seed):
+def _discrete_pair(kind, seed, ours_cls, ref_name, ref_params, emission_name, emission):
+    """Discrete HMMs (categorical, Poisson) from the same start; ``emission(rng, X)`` draws its parameters."""
     hmm = pytest.importorskip("hmmlearn.hmm")
-    X, lengths = recordings(seed, "categorical")
+    X, lengths = recordings(seed, kind)
     X = X.astype(int)
     rng = np.random.default_rng(seed)
     startprob, transmat = np.full(K, 1.0 / K), rng.dirichlet(np.full(K, 5.0), size=K)
-    emis = rng.dirichlet(np.full(5, 5.0), size=K)
-    ref = hmm.CategoricalHMM(K, n_features=5, n_iter=N_ITER, tol=-np.inf, init_params="", params="ste")
-    ref.startprob_, ref.transmat_, ref.emissionprob_ = startprob, transmat, emis
+    values = emission(rng, X)
+    ref = getattr(hmm, ref_name)(K, n_iter=N_ITER, tol=-np.inf, init_params="", params=ref_params)
+    ref.startprob_, ref.transmat_ = startprob, transmat
+    setattr(ref, emission_name + "_", values)
     ref = _quiet(lambda: ref.fit(X, lengths))
-    ours = _quiet(lambda: CategoricalHMM(K, n_features=5, tol=0, max_iter=N_ITER, startprob_init=startprob,
-                                         transmat_init=transmat, emissionprob_init=emis).fit(X, lengths))
+    ours = _quiet(lambda: ours_cls(K, tol=0, max_iter=N_ITER, startprob_init=startprob, transmat_init=transmat,
+                                   **{emission_name + "_init": values}).fit(X, lengths))
     return ours, ref, X, lengths
+
+
+def categorical_hmm_pair(seed):
+    return _discrete_pair("categorical", seed, CategoricalHMM, "CategoricalHMM", "ste", "emissionprob",
+                          lambda rng, X: rng.dirichlet(np.full(5, 5.0), size=K))
 
 
 def poisson_hmm_pair(seed):
-    hmm = pytest.importorskip("hmmlearn.hmm")
-    X, lengths = recordings(seed, "poisson")
-    X = X.astype(int)
-    rng = np.random.default_rng(seed)
-    startprob, transmat = np.full(K, 1.0 / K), rng.dirichlet(np.full(K, 5.0), size=K)
-    lam = rng.uniform(0.5, 6.0, size=(K, X.shape[1]))
-    ref = hmm.PoissonHMM(K, n_iter=N_ITER, tol=-np.inf, init_params="", params="stl", lambdas_prior=0.0,
-                         lambdas_weight=0.0)
-    ref.startprob_, ref.transmat_, ref.lambdas_ = startprob, transmat, lam
-    ref = _quiet(lambda: ref.fit(X, lengths))
-    ours = _quiet(lambda: PoissonHMM(K, tol=0, max_iter=N_ITER, startprob_init=startprob, transmat_init=transmat,
-                                     lambdas_init=lam).fit(X, lengths))
-    return ours, ref, X, lengths
+    return _discrete_pair("poisson", seed, PoissonHMM, "PoissonHMM", "stl", "lambdas",
+                          lambda rng, X: rng.uniform(0.5, 6.0, size=(K, X.shape[1])))
 
 
 def gmm_pair(cov_type, seed):

@@ -25,7 +25,9 @@ What is done is chosen by ``on_collapse`` (every estimator fitted by EM has it):
 ``"raise"``
     :class:`emkit.exceptions.CollapseError` at the first collapse.
 
-Every event is recorded in the fitted ``collapse_events_`` (and counted in ``n_recoveries_``).
+Detection runs in batch EM (``fit``); stochastic EM (``algorithm="stochastic"``,
+``partial_fit``) does not look for collapses.  Every event is recorded in the fitted
+``collapse_events_`` (and counted in ``n_recoveries_``).
 ``lower_bounds_`` has one entry per iteration; a recovery starts a new segment of it (the
 first entry after a recovery may be lower than the last before): EM is monotone within each
 segment.
