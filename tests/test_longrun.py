@@ -141,7 +141,7 @@ def _hmm_final(ours, ref, X, lengths):
     return ours.score(X, lengths), ref.score(X, lengths)
 
 
-@pytest.mark.parametrize("cov_type,seed", [("diag", 0), ("full", 1), ("full", 2), ("spherical", 3), ("tied", 4)])
+@pytest.mark.parametrize("cov_type,seed", [("diag", 0), ("full", 1), ("full", 2)])
 def test_gaussian_hmm_long_run_agrees_with_hmmlearn(cov_type, seed):
     ours, ref, X, lengths = gaussian_hmm_pair(cov_type, seed)
     assert ours.n_iter_ == N_ITER
@@ -173,7 +173,7 @@ def test_gaussian_mixture_long_run_agrees_with_sklearn(cov_type):
 def main():
     print(f"final log-likelihood after {N_ITER} iterations from identical starts (emkit vs reference)")
     rows = []
-    for cov_type, seed in [("diag", 0), ("full", 1), ("full", 2), ("spherical", 3), ("tied", 4)]:
+    for cov_type, seed in [("diag", 0), ("full", 1), ("full", 2)]:
         ours, ref, X, lengths = gaussian_hmm_pair(cov_type, seed)
         rows.append((f"GaussianHMM {cov_type} seed {seed}", *_hmm_final(ours, ref, X, lengths)))
     ours, ref, X, lengths = categorical_hmm_pair(5)

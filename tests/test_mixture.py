@@ -99,6 +99,10 @@ def test_n_init_keeps_best_run():
 
 def test_convergence_warning_and_tol_zero(blobs):
     with pytest.warns(ConvergenceWarning):
+        gm = GaussianMixture(3, max_iter=2, tol=1e-12, random_state=0).fit(blobs[0])
+    assert gm.n_iter_ == 2 and not gm.converged_
+    with warnings.catch_warnings():  # tol=0 asks for exactly max_iter iterations: nothing to warn about
+        warnings.simplefilter("error", ConvergenceWarning)
         gm = GaussianMixture(3, max_iter=2, tol=0, random_state=0).fit(blobs[0])
     assert gm.n_iter_ == 2 and not gm.converged_
     gm = GaussianMixture(3, random_state=0, tol=1e-3).fit(blobs[0])

@@ -102,6 +102,7 @@ class HMMParams:
     startprob_allowed: np.ndarray = None
     transmat_allowed: np.ndarray = None
 
+
 @dataclass
 class HMMStats(Stats):
     """Statistics of one E-step of an HMM over some whole sequences.

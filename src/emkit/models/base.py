@@ -154,8 +154,8 @@ class EMEstimator(BaseEstimator):
     def restart_models(self):
         """One fitted copy of this model per restart of the last ``fit``, in run order.
 
-        Each copy has that run's parameters, ``lower_bound_``, ``lower_bounds_``, ``n_iter_`` and
-        ``converged_``; compare them to see whether the states are reproducible
+        Each copy has that run's parameters, ``lower_bound_``, ``lower_bounds_``, ``n_iter_``,
+        ``converged_`` and ``collapse_events_``; compare them to see whether the states are reproducible
         (see :func:`emkit.selection.match_states`).
         """
         runs = getattr(self, "_restart_results", None)
@@ -167,6 +167,7 @@ class EMEstimator(BaseEstimator):
             m._set_attributes(r.params)
             m.lower_bound_, m.lower_bounds_ = r.lower_bound, list(r.lower_bounds)
             m.n_iter_, m.converged_ = r.n_iter, r.converged
+            m.collapse_events_, m.n_recoveries_ = [e.as_dict() for e in r.collapse_events], r.n_recoveries
             m._restart_results = None
             models.append(m)
         return models
