@@ -230,3 +230,20 @@ def test_tol_zero_runs_max_iter_without_a_convergence_warning():
         m = GaussianMixture(2, tol=0, max_iter=7, random_state=0).fit(X)
         h = GaussianHMM(2, tol=0, max_iter=7, random_state=0).fit(X)
     assert m.n_iter_ == 7 and h.n_iter_ == 7
+
+
+def test_select_marks_collapsed_fits_and_warns_at_the_edge_of_the_range():
+    from emkit import select
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (60, 1)), rng.normal(8, 1, (60, 1)), np.full((40, 1), 3.0)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = select(GaussianMixture(covariance_type="diag", random_state=0, on_collapse="warn"), X, [1, 2, 3])
+    t = sel.table.set_index("n_components")
+    # the third component sits on the 40 identical values: a spike that BIC would reward
+    assert t.loc[3, "collapsed"] >= 1 and t.loc[3, "recovered"] == 0
+    messages = [str(w.message) for w in caught]
+    assert sel.best_n_components == 3  # BIC rewards the spike: hence the mark and the warnings
+    assert any("largest candidate" in m for m in messages)
+    assert any("not recovered" in m for m in messages)

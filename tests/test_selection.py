@@ -84,8 +84,8 @@ def test_select_table_columns_values_and_sorting(blobs3):
     sel = select(template, blobs3, [4, 1, 2, 3, 3], return_models=True)
     t = sel.table
     assert list(t.columns) == ["n_components", "bic", "mean_loglik", "n_parameters", "converged", "n_iter",
-                               "fit_seconds", "rank"]
-    assert t.shape == (4, 8)
+                               "recovered", "collapsed", "fit_seconds", "rank"]
+    assert t.shape == (4, 10)
     assert sorted(t["n_components"]) == [1, 2, 3, 4]
     assert list(t["rank"]) == sorted(t["rank"]) and t["rank"].iloc[0] == 1
     assert np.all(np.diff(t["bic"].to_numpy()) >= 0)  # best (lowest BIC) first
