@@ -141,7 +141,7 @@ def _hmm_final(ours, ref, X, lengths):
     return ours.score(X, lengths), ref.score(X, lengths)
 
 
-@pytest.mark.parametrize("cov_type,seed", [("diag", 0), ("full", 1), ("full", 2)])
+@pytest.mark.parametrize("cov_type,seed", [("diag", 0), ("full", 1)])
 def test_gaussian_hmm_long_run_agrees_with_hmmlearn(cov_type, seed):
     ours, ref, X, lengths = gaussian_hmm_pair(cov_type, seed)
     assert ours.n_iter_ == N_ITER
