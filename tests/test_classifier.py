@@ -163,6 +163,14 @@ def test_damaged_classifier_file_is_refused(tmp_path):
     meta["members"] = meta["members"][:1]  # a class model dropped (checksum still matches the arrays)
     arrays["__emkit__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(tmp_path / "bad.npz", **arrays)
+    # the dropped model's arrays are left over: refused before anything is read
+    with pytest.raises(ValueError, match="unexpected member 'estimators_.1.attr:"):
+        emkit.load(tmp_path / "bad.npz")
+    for key in [k for k in arrays if k.startswith("estimators_.1.")]:
+        del arrays[key]
+    meta["sha256"] = emkit.io._digest({k: v for k, v in arrays.items() if k != "__emkit__"})
+    arrays["__emkit__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="2 classes but 1 class models"):
         emkit.load(tmp_path / "bad.npz")
 

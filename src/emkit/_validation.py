@@ -8,6 +8,7 @@ what passes through here.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -22,6 +23,13 @@ def _as_numpy(X):
     if isinstance(X, np.ndarray):
         return X
     return np.asarray(X)
+
+
+def _check_container(X, name):
+    """A clear error for a file name passed where data is expected."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise ValueError(f"{name} is a file name ({os.fsdecode(X)!r}), not an array; this method takes data in "
+                         "memory: load it first (np.load(path, mmap_mode='r'), or emkit.io.read_table(path))")
 
 
 def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=True, allow_nan=False):
@@ -52,6 +60,7 @@ def check_array(X, name="X", *, ndim=2, min_samples=1, dtype="float", finite=Tru
     if hasattr(X, "tocsr") or hasattr(X, "nnz"):  # scipy.sparse matrices and arrays
         raise TypeError(f"{name} is a sparse {type(X).__name__}; sparse input is not supported: "
                         f"pass a dense array ({name}.toarray())")
+    _check_container(X, name)
     try:
         X = _as_numpy(X)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
@@ -103,6 +112,19 @@ def _check_finite(X, name, allow_nan=False):
         elif not np.isfinite(block).all():
             bad = "NaN" if np.isnan(block).any() else "infinity"
             raise ValueError(f"{name} contains {bad}; remove or impute such values before fitting")
+
+
+def check_squares_finite(X, name="X"):
+    """Reject data whose squared distances overflow float64 (values beyond about 1e153)."""
+    if X.size == 0:
+        return X
+    big = float(max(abs(np.nanmax(X)), abs(np.nanmin(X))))
+    with np.errstate(over="ignore"):
+        square = np.float64(2.0 * big) ** 2 * X.shape[1]
+    if not np.isfinite(square):
+        raise ValueError(f"{name} holds values as large as {big:.3g}: their squares are too large for float64 "
+                         "arithmetic (squares overflow); rescale X (for example divide it by its standard deviation)")
+    return X
 
 
 def check_n_features(X, n_features, name="X"):

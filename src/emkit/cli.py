@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from ._atomic import Outputs
+
 MODELS = {
     "gmm": "GaussianMixture",
     "kmeans": "KMeans",
@@ -294,9 +296,28 @@ def _write_main_plot(model, data, labels, path):
 
 
 def _output_dir(args):
-    out = args.output or "emkit-out"
-    os.makedirs(out, exist_ok=True)
+    return _make_folder(args.output or "emkit-out")
+
+
+def _make_folder(out):
+    """Create the output folder ``out`` (and its parents) or say in one line why it cannot be."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"-o/--output {out} is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        reason = "a part of the path is a file, not a folder" if isinstance(exc, (NotADirectoryError, FileExistsError)) \
+            else (exc.strerror or str(exc))
+        raise UserError(f"-o/--output {out}: cannot create the folder: {reason}") from None
     return out
+
+
+def _wrote(outputs):
+    """Lines saying which files were written and which existing ones they replaced."""
+    lines = ["  wrote " + ", ".join(outputs.written)]
+    if outputs.overwritten:
+        lines.append("  replaced existing " + ", ".join(outputs.overwritten))
+    return lines
 
 
 def cmd_fit(args):
@@ -306,16 +327,16 @@ def cmd_fit(args):
     labels = _labels(model, data)
     lines, info = describe(model, data, labels)
     out = _output_dir(args)
-    files = {
-        "labels": _write_labels(os.path.join(out, "labels.csv"), labels, data),
-        "model": model.save(os.path.join(out, "model.npz")),
-        "plot": _write_main_plot(model, data, labels,
-                                 os.path.join(out, "ethogram.png" if _is_hmm(model) else "clusters.png")),
-    }
-    info.update(seconds=seconds, warnings=warns, files=files)
+    files = {"labels": os.path.join(out, "labels.csv"), "model": os.path.join(out, "model.npz"),
+             "plot": os.path.join(out, "ethogram.png" if _is_hmm(model) else "clusters.png")}
+    with Outputs() as outputs:  # all three appear together or not at all
+        _write_labels(outputs.path(files["labels"]), labels, data)
+        model.save(outputs.path(files["model"]))
+        _write_main_plot(model, data, labels, outputs.path(files["plot"]))
+    info.update(seconds=seconds, warnings=warns, files=files, overwritten=outputs.overwritten)
     lines[0] += f", fitted in {seconds:.2f}s"
     lines += [f"  warning: {w}" for w in warns]
-    lines.append("  wrote " + ", ".join(files.values()))
+    lines += _wrote(outputs)
     _emit(args, lines, info)
     return 0
 
@@ -364,12 +385,14 @@ def cmd_predict(args):
                             f"{type(model).__name__} has none")
         filled = model.impute(X, data.lengths) if _is_hmm(model) else model.impute(X)
     path = args.output or "labels.csv"
-    _write_labels(path, labels, data, post, features=filled)
+    with Outputs() as outputs:
+        _write_labels(outputs.path(path), labels, data, post, features=filled)
     info = {"model": type(model).__name__, "n_samples": int(X.shape[0]), "output": path,
-            "causal": bool(args.causal), "counts": np.bincount(labels).tolist()}
+            "causal": bool(args.causal), "counts": np.bincount(labels).tolist(), "overwritten": outputs.overwritten}
     info["imputed"] = 0 if filled is None else int(np.isnan(np.asarray(X, dtype=np.float64)).sum())
     what = "labels" + (", posteriors" if post is not None else "") + (" and imputed data" if filled is not None else "")
-    _emit(args, [f"wrote {X.shape[0]} rows of {what} to {path}"], info)
+    _emit(args, [f"wrote {X.shape[0]} rows of {what} to {path}"
+                 + (" (replaced the existing file)" if outputs.overwritten else "")], info)
     return 0
 
 
@@ -423,17 +446,19 @@ def cmd_select(args):
         result = select(template, X, ks, criterion=args.criterion, lengths=data.lengths, random_state=args.seed)
     seconds = time.perf_counter() - t0
     out = _output_dir(args)
-    table_path = os.path.join(out, "selection.csv")
-    result.table.to_csv(table_path, index=False)
+    table_path, model_path, plot_path = (os.path.join(out, n) for n in ("selection.csv", "model.npz", "criterion.png"))
     result.best_model._set_feature_names(data.feature_names)
-    model_path = result.best_model.save(os.path.join(out, "model.npz"))
-    plot_path = save_figure(plot_criterion(result.table, args.criterion), os.path.join(out, "criterion.png"))
+    with Outputs() as outputs:
+        result.table.to_csv(outputs.path(table_path), index=False)
+        result.best_model.save(outputs.path(model_path))
+        save_figure(plot_criterion(result.table, args.criterion), outputs.path(plot_path))
     info = {"criterion": args.criterion, "best_n_components": int(result.best_n_components), "seconds": seconds,
             "table": result.table.to_dict(orient="records"), "warnings": sorted({str(w.message) for w in caught}),
-            "files": {"table": table_path, "model": model_path, "plot": plot_path}}
+            "files": {"table": table_path, "model": model_path, "plot": plot_path},
+            "overwritten": outputs.overwritten}
     lines = [f"emkit select {type(template).__name__} on {data.source}, K in {ks[0]}..{ks[-1]}, "
              f"criterion {args.criterion} ({seconds:.1f}s):", result.table.to_string(index=False),
-             f"best K = {result.best_n_components}", f"wrote {table_path}, {model_path}, {plot_path}"]
+             f"best K = {result.best_n_components}"] + _wrote(outputs)
     _emit(args, lines, info)
     return 0
 
@@ -455,29 +480,29 @@ def cmd_plot(args):
     labels = _labels(model, data) if data is not None else None
     out = _output_dir(args)
     K = model.n_clusters if type(model).__name__ == "KMeans" else model.n_components
-    written = []
-    for kind in kinds:
-        if kind in ("ethogram", "transitions", "durations") and not hmm:
-            continue
-        if kind == "loglik" and not hasattr(model, "lower_bounds_"):
-            continue
-        path = os.path.join(out, f"{kind}.{args.format}")
-        if kind == "model":
-            obj = P.plot_model(model, _X_for(model, data.X), data.lengths, feature_names=data.names, labels=labels)
-        elif kind == "ethogram" and data.lengths is not None and len(data.lengths) > 1:
-            obj = P.plot_ethograms(labels, data.lengths, names=[str(i) for i in data.ids], fps=data.fps, n_states=K)
-        elif kind == "ethogram":
-            obj = P.plot_ethogram(labels, data.X, data.lengths, fps=data.fps, n_states=K, feature_names=data.names)
-        elif kind == "transitions":
-            obj = P.plot_transition_matrix(model.transmat_)
-        elif kind == "durations":
-            obj = P.plot_durations(labels, data.lengths, n_states=K, fps=data.fps)
-        elif kind == "usage":
-            obj = P.plot_state_usage(labels, n_states=K)
-        else:
-            obj = P.plot_lower_bounds(model.lower_bounds_, model=model)
-        written.append(P.save_figure(obj, path))
-    _emit(args, [f"wrote {', '.join(written)}"], {"files": written})
+    with Outputs() as outputs:  # every plot appears, or none
+        for kind in kinds:
+            if kind in ("ethogram", "transitions", "durations") and not hmm:
+                continue
+            if kind == "loglik" and not hasattr(model, "lower_bounds_"):
+                continue
+            path = os.path.join(out, f"{kind}.{args.format}")
+            if kind == "model":
+                obj = P.plot_model(model, _X_for(model, data.X), data.lengths, feature_names=data.names, labels=labels)
+            elif kind == "ethogram" and data.lengths is not None and len(data.lengths) > 1:
+                obj = P.plot_ethograms(labels, data.lengths, names=[str(i) for i in data.ids], fps=data.fps, n_states=K)
+            elif kind == "ethogram":
+                obj = P.plot_ethogram(labels, data.X, data.lengths, fps=data.fps, n_states=K, feature_names=data.names)
+            elif kind == "transitions":
+                obj = P.plot_transition_matrix(model.transmat_)
+            elif kind == "durations":
+                obj = P.plot_durations(labels, data.lengths, n_states=K, fps=data.fps)
+            elif kind == "usage":
+                obj = P.plot_state_usage(labels, n_states=K)
+            else:
+                obj = P.plot_lower_bounds(model.lower_bounds_, model=model)
+            P.save_figure(obj, outputs.path(path))
+    _emit(args, _wrote(outputs), {"files": outputs.written, "overwritten": outputs.overwritten})
     return 0
 
 
@@ -496,27 +521,26 @@ def cmd_report(args):
             raise FileNotFoundError(f"selection table not found: {args.selection}")
         selection = pd.read_csv(args.selection)
     path = args.output or "report.html"
-    write_report(model, _X_for(model, data.X), path, lengths=data.lengths, feature_names=data.names,
-                 selection=selection, fps=data.fps,
-                 sequence_names=[str(i) for i in data.ids] if data.ids is not None else None)
-    _emit(args, [f"wrote {path}"], {"report": path})
+    if os.path.dirname(path):
+        _make_folder(os.path.dirname(path))  # missing parent folders are created, as by write_report
+    with Outputs() as outputs:
+        write_report(model, _X_for(model, data.X), outputs.path(path), lengths=data.lengths,
+                     feature_names=data.names, selection=selection, fps=data.fps,
+                     sequence_names=[str(i) for i in data.ids] if data.ids is not None else None)
+    _emit(args, [f"wrote {path}" + (" (replaced the existing file)" if outputs.overwritten else "")],
+          {"report": path, "overwritten": outputs.overwritten})
     return 0
 
 
 def cmd_info(args):
-    import zipfile
+    from .io import read_model_file
 
-    from .io import load_model
-
-    model = load_model(args.model_file)
-    with np.load(args.model_file, allow_pickle=False) as npz:
-        meta = json.loads(npz["__emkit__"].tobytes().decode())
-        shapes = {k[5:]: list(npz[k].shape) for k in npz.files if k.startswith("attr:")}
-    del zipfile
+    model, meta, arrays = read_model_file(args.model_file)
+    shapes = {k[5:]: list(a.shape) for k, a in arrays.items() if k.startswith("attr:")}
     info = {"file": args.model_file, "class": meta["class"], "format_version": meta["format_version"],
-            "emkit_version": meta["emkit_version"], "params": meta["params"], "attributes": shapes}
+            "emkit_version": meta.get("emkit_version"), "params": meta["params"], "attributes": shapes}
     lines = [f"{args.model_file}: emkit {meta['class']} (model format {meta['format_version']}, "
-             f"written by emkit {meta['emkit_version']})", "  hyperparameters:"]
+             f"written by emkit {meta.get('emkit_version')})", "  hyperparameters:"]
     lines += [f"    {k} = {v!r}" for k, v in meta["params"].items()]
     lines.append("  fitted attributes:")
     for k, shape in shapes.items():
@@ -629,20 +653,23 @@ def cmd_classify_fit(args):
     out = _classify(clf, data)
     accuracy = float(np.mean(out.labels == np.asarray(y).astype(clf.classes_.dtype)))
     outdir = _output_dir(args)
-    files = {"model": clf.save(os.path.join(outdir, "model.npz")),
-             "predictions": write_table(os.path.join(outdir, "predictions.csv"), _classification_table(clf, data, out))}
+    files = {"model": os.path.join(outdir, "model.npz"), "predictions": os.path.join(outdir, "predictions.csv")}
     if args.model == "gmm":
-        from .plot import plot_decision_regions, save_figure
+        files["plot"] = os.path.join(outdir, "regions.png")
+    with Outputs() as outputs:  # all appear together or not at all
+        clf.save(outputs.path(files["model"]))
+        write_table(outputs.path(files["predictions"]), _classification_table(clf, data, out))
+        if args.model == "gmm":
+            from .plot import plot_decision_regions, save_figure
 
-        files["plot"] = save_figure(plot_decision_regions(clf, data.X, y, feature_names=data.names),
-                                    os.path.join(outdir, "regions.png"))
+            save_figure(plot_decision_regions(clf, data.X, y, feature_names=data.names), outputs.path(files["plot"]))
     unit = "sequences" if data.lengths is not None else "rows"
     K = [m.n_components for m in clf.estimators_]
     info = {"model": type(clf).__name__, "classes": clf.classes_.tolist(), "n_components": K,
             "class_prior": clf.class_prior_.tolist(), "class_count": clf.class_count_.tolist(),
             "training_accuracy": accuracy, "ambiguous": int(out.ambiguous.sum()), "anomalous": int(out.anomalous.sum()),
             "anomaly_threshold": clf.anomaly_threshold_, "seconds": seconds,
-            "warnings": sorted({str(w.message) for w in caught}), "files": files}
+            "warnings": sorted({str(w.message) for w in caught}), "files": files, "overwritten": outputs.overwritten}
     lines = [f"emkit {type(clf).__name__} on {data.source}: {len(y)} {unit}, {data.X.shape[1]} features "
              f"({', '.join(data.names)}), fitted in {seconds:.2f}s",
              "  class  prior   count  components"]
@@ -652,7 +679,7 @@ def cmd_classify_fit(args):
                  f"(top posterior < {clf.ambiguity_threshold:g}); anomalous {int(out.anomalous.sum())} "
                  f"(density below the {clf.anomaly_quantile:g} quantile)")
     lines += [f"  warning: {w}" for w in info["warnings"]]
-    lines.append("  wrote " + ", ".join(files.values()))
+    lines += _wrote(outputs)
     _emit(args, lines, info)
     return 0
 
@@ -673,12 +700,14 @@ def cmd_classify_predict(args):
         raise UserError(f"{data.source} has {data.X.shape[1]} feature columns ({', '.join(data.names)}) but the "
                         f"model was fitted on {clf.n_features_in_}; choose them with --columns")
     out = _classify(clf, data)
-    path = write_table(args.output or "predictions.csv", _classification_table(clf, data, out))
-    info = {"model": type(clf).__name__, "n": int(len(out.labels)), "output": path,
+    path = args.output or "predictions.csv"
+    with Outputs() as outputs:
+        write_table(outputs.path(path), _classification_table(clf, data, out))
+    info = {"model": type(clf).__name__, "n": int(len(out.labels)), "output": path, "overwritten": outputs.overwritten,
             "ambiguous": int(out.ambiguous.sum()), "anomalous": int(out.anomalous.sum()),
             "counts": {str(c): int(np.sum(out.labels == c)) for c in clf.classes_}}
-    line = (f"wrote {len(out.labels)} predictions to {path}: {info['ambiguous']} ambiguous, "
-            f"{info['anomalous']} anomalous")
+    line = (f"wrote {len(out.labels)} predictions to {path}{' (replaced the existing file)' if outputs.overwritten else ''}"
+            f": {info['ambiguous']} ambiguous, {info['anomalous']} anomalous")
     if y is not None:
         info["accuracy"] = float(np.mean(out.labels.astype(str) == np.asarray(y).astype(str)))
         line += f"; accuracy {info['accuracy']:.4f} against column {args.label_column!r}"
@@ -739,8 +768,15 @@ def _model_command(sub, name, help_text, func):
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="emkit", description="Fit clusters and hidden states by EM.")
+    parser = _Parser(prog="emkit", description="Fit clusters and hidden states by EM.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
@@ -814,7 +850,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a one-line usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from . import __version__
 
@@ -838,14 +877,47 @@ def main(argv=None):
         with warnings.catch_warnings():
             # load_data checks the columns' names against the model's; the arrays passed on carry none
             warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-            return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, TypeError, ImportError, KeyError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"emkit {args.command}: error: {message}", file=sys.stderr)
+            status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        print(f"emkit {args.command}: error: output pipe closed before all output was written", file=sys.stderr)
+        return 2
+    except (UserError, ValueError, OSError, TypeError, ImportError, KeyError) as exc:
+        print(f"emkit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"emkit {args.command}: error: out of memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: still one line (EMKIT_TRACEBACK=1 shows the traceback)
+        if os.environ.get("EMKIT_TRACEBACK"):
+            raise
+        print(f"emkit {args.command}: error: unexpected {type(exc).__name__}: {_one_line(exc)} (please report "
+              "this; EMKIT_TRACEBACK=1 shows where it happened)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"emkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc):
+    """The message of an exception as one line, naming the file for operating-system errors."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _silence_stdout():
+    """After a closed pipe, send what is left of stdout to /dev/null so exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

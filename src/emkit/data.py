@@ -9,9 +9,14 @@ CHUNK_ELEMENTS = 1 << 20
 
 
 def chunk_rows(n_components, n_features, chunk_size=None):
-    """Rows per chunk so that per-chunk temporaries stay small (memory O(chunk x K))."""
+    """Rows per chunk so that per-chunk temporaries stay small (memory O(chunk x K)).
+
+    ``chunk_size`` (a positive integer) overrides the automatic choice.
+    """
     if chunk_size is not None:
-        return max(1, int(chunk_size))
+        from ._validation import check_int
+
+        return check_int(chunk_size, "chunk_size", minimum=1)
     return int(np.clip(CHUNK_ELEMENTS // max(1, n_components * n_features), 256, 1 << 16))
 
 

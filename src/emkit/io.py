@@ -20,26 +20,114 @@ It holds
 ``online.<field>...``
     the running statistics of online EM (``partial_fit``), described under ``online`` in the
     metadata, so that a reloaded model continues its stream where it stopped.
+``<member attribute>.<i>.param:...``, ``...attr:...``, ``...online...``
+    composite models (classifiers): the metadata entry has ``members``, one entry like the
+    top-level one per fitted member model, whose arrays carry the prefix; a hyperparameter that
+    is an estimator (a template) is ``{"__estimator__": class, "params": {...}}`` with array
+    hyperparameters under ``<name>.param:``.
+
+Loading trusts nothing in the file.  The zip directory is read first: every member must be a
+``.npy`` named by the metadata and allowed for the class, no member may expand more than
+``MAX_EXPANSION`` times (above ``SMALL_MEMBER_BYTES``), and each member's ``.npy`` header must
+declare exactly the bytes the directory lists -- all before any array is read.  Fitted
+attributes are accepted only if the class declares them, with the dtype kind and number of
+dimensions of :data:`ATTRIBUTE_TYPES`; hyperparameters only if they are arguments of the
+class's ``__init__``; then the model validates its values.  Every problem is a ``ValueError``
+naming the file.  The SHA-256 detects damage, not tampering (anyone can recompute it).
+
+Which attributes a class saves is declared on the class: ``_fitted_attributes`` (always
+saved; missing ones make ``save`` refuse) and ``_optional_attributes`` (saved when set).  A
+new attribute is one line: add its name there and, if :data:`ATTRIBUTE_TYPES` does not know
+it, its type to the class's ``_attribute_types``, e.g.
+``_attribute_types = {"classes_": AttributeType("iuU", (1,))}``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import zipfile
+import zlib
+from typing import NamedTuple
 
 import numpy as np
+
+from ._atomic import atomic_path
 
 FORMAT = "emkit-model"
 FORMAT_VERSION = 1
 _REGISTRY = {}
+
+#: Largest metadata member read (bytes).
+MAX_METADATA_BYTES = 1 << 20
+#: Members larger than this must not expand more than ``MAX_EXPANSION`` times their compressed size.
+SMALL_MEMBER_BYTES = 1 << 20
+MAX_EXPANSION = 20
+
+
+class AttributeType(NamedTuple):
+    """What a fitted attribute may hold in a model file.
+
+    ``kinds``: numpy dtype kinds accepted ("f" float, "i"/"u" integer, "b" bool, "U" text);
+    ``ndims``: accepted numbers of dimensions; ``as_list``: returned as a Python list.
+    """
+
+    kinds: str
+    ndims: tuple
+    as_list: bool = False
+
+
+_FLOAT, _COUNT = "fiu", "iu"
+#: The type of every fitted attribute an emkit model file may hold.  A class may add or
+#: override entries with its own ``_attribute_types`` dict; which attributes a class saves is
+#: its ``_fitted_attributes`` (always) and ``_optional_attributes`` (when set).  Loading accepts
+#: only those names, with these types.
+ATTRIBUTE_TYPES = {
+    "weights_": AttributeType(_FLOAT, (1,)),
+    "means_": AttributeType(_FLOAT, (2,)),
+    "covariances_": AttributeType(_FLOAT, (1, 2, 3)),
+    "precisions_": AttributeType(_FLOAT, (1, 2, 3)),
+    "precisions_cholesky_": AttributeType(_FLOAT, (1, 2, 3)),
+    "cluster_centers_": AttributeType(_FLOAT, (2,)),
+    "labels_": AttributeType(_COUNT, (1,)),
+    "inertia_": AttributeType(_FLOAT, (0,)),
+    "startprob_": AttributeType(_FLOAT, (1,)),
+    "transmat_": AttributeType(_FLOAT, (2,)),
+    "covars_": AttributeType(_FLOAT, (1, 2, 3)),
+    "emissionprob_": AttributeType(_FLOAT, (2,)),
+    "lambdas_": AttributeType(_FLOAT, (2,)),
+    "coefs_": AttributeType(_FLOAT, (3,)),
+    "intercepts_": AttributeType(_FLOAT, (2,)),
+    "converged_": AttributeType("b", (0,)),
+    "n_iter_": AttributeType(_COUNT, (0,)),
+    "lower_bound_": AttributeType(_FLOAT, (0,)),
+    "lower_bounds_": AttributeType(_FLOAT, (1,), as_list=True),
+    "init_lower_bounds_": AttributeType(_FLOAT, (1,)),
+    "n_features_in_": AttributeType(_COUNT, (0,)),
+    "classes_": AttributeType("biufU", (1,)),
+    "class_prior_": AttributeType(_FLOAT, (1,)),
+    "class_count_": AttributeType(_FLOAT, (1,)),
+    "anomaly_threshold_": AttributeType(_FLOAT, (0,)),
+}
 
 
 def register(cls):
     """Class decorator: make an estimator class loadable from model files."""
     _REGISTRY[cls.__name__] = cls
     return cls
+
+
+def attribute_types(cls):
+    """``{name: AttributeType}`` of every fitted attribute ``cls`` may save (its whitelist)."""
+    table = {**ATTRIBUTE_TYPES, **getattr(cls, "_attribute_types", {})}
+    names = tuple(getattr(cls, "_fitted_attributes", ())) + tuple(getattr(cls, "_optional_attributes", ()))
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise TypeError(f"{cls.__name__} declares fitted attributes without a type: {unknown}; "
+                        "add them to emkit.io.ATTRIBUTE_TYPES or the class's _attribute_types")
+    return {n: table[n] for n in names}
 
 
 def _digest(arrays):
@@ -76,7 +164,11 @@ def _to_builtin(value):
 
 
 def save_model(model, path):
-    """Write a fitted model to ``path`` (``.npz`` appended if missing). Returns the path written."""
+    """Write a fitted model to ``path`` (``.npz`` appended if missing). Returns the path written.
+
+    The file is written to a temporary file in the same folder and moved into place when
+    complete: an interrupted save leaves any previous file at ``path`` intact.
+    """
     from . import __version__
 
     arrays = {}
@@ -89,7 +181,7 @@ def save_model(model, path):
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    with open(path, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, __emkit__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return path
 
@@ -133,22 +225,23 @@ def _encode(model, arrays, prefix):
     """Metadata entry (class, params, attributes, online, members) of a fitted model; arrays added."""
     cls = type(model)
     _check_registered(cls)
-    names = getattr(model, "_fitted_attributes", ())
-    missing = [n for n in names if getattr(model, n, None) is None]
+    types = attribute_types(cls)
+    missing = [n for n in getattr(cls, "_fitted_attributes", ()) if getattr(model, n, None) is None]
     if missing:
         raise ValueError(f"cannot save an unfitted {cls.__name__}: missing {', '.join(missing)}; call fit first")
+    if hasattr(model, "_validate_fitted"):
+        model._validate_fitted()
     params, attributes = _encode_params(model, arrays, prefix), {}
-    for name in names:
-        value = getattr(model, name)
-        if isinstance(value, list):
-            attributes[name] = "list"
-            arrays[f"{prefix}attr:{name}"] = np.asarray(value)
-        elif isinstance(value, np.ndarray):
-            attributes[name] = "array"
-            arrays[f"{prefix}attr:{name}"] = value
-        else:
-            attributes[name] = "scalar"
-            arrays[f"{prefix}attr:{name}"] = np.asarray(_to_builtin(value))
+    for name, spec in types.items():
+        value = getattr(model, name, None)
+        if value is None:
+            continue  # an optional attribute that is not set
+        a = np.asarray(_to_builtin(value))
+        if a.dtype.kind not in spec.kinds or a.ndim not in spec.ndims:
+            raise TypeError(f"{cls.__name__}.{name} has dtype {a.dtype} and {a.ndim} dimension(s); a model file "
+                            f"stores it with dtype kind in {spec.kinds!r} and dimensions {spec.ndims}")
+        attributes[name] = "list" if spec.as_list else ("scalar" if a.ndim == 0 else "array")
+        arrays[f"{prefix}attr:{name}"] = a
     entry = {"class": cls.__name__, "params": params, "attributes": attributes,
              "online": _online_to_arrays(getattr(model, "_online_state", None), arrays, prefix)}
     if getattr(model, "feature_names_in_", None) is not None:
@@ -161,30 +254,194 @@ def _encode(model, arrays, prefix):
 
 
 def load_model(path):
-    """Read a model written by :func:`save_model`.  Never unpickles; checks integrity and version."""
+    """Read a model written by :func:`save_model`.
+
+    Never unpickles and never runs code.  Before any array is read, the archive's directory
+    is checked: only the members the metadata and the class allow (each class's fitted
+    attributes and hyperparameters), with sizes matching their declared shapes and bounded
+    expansion.  Every problem with the file raises a ``ValueError`` naming the file and what
+    is wrong.  The SHA-256 in the metadata detects damage (truncation, flipped bytes), not
+    tampering: anyone can recompute it.
+    """
+    return read_model_file(path)[0]
+
+
+def read_model_file(path):
+    """``(model, metadata, arrays)`` of a model file, with every check of :func:`load_model`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an emkit model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable emkit model file (truncated or corrupt?): {exc}") from None
-    if "__emkit__" not in arrays:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        ext = os.path.splitext(path)[1].lower()
+        hint = {".npy": " (it looks like a plain .npy array, not a model written by model.save)",
+                ".csv": " (it looks like a data table; pass it with --data)"}.get(ext, "")
+        raise ValueError(f"{path} is not a readable emkit model file: not a .npz archive{hint}; "
+                         f"truncated or corrupt? ({exc})") from None
+    with zf:
+        try:
+            meta, arrays = _read_members(zf, path)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+            raise ValueError(f"{path} is not a readable emkit model file (truncated or corrupt?): {exc}") from None
+    if meta.get("sha256") != _digest(arrays):
+        raise ValueError(f"{path}: checksum mismatch — the file was altered or is damaged")
+    try:
+        model = _decode(meta, arrays, "", path)
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        raise ValueError(f"{path}: the stored model is invalid: {type(exc).__name__}: {exc}") from None
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(path) else f"{path}: {message}") from None
+    return model, meta, arrays
+
+
+def _read_members(zf, path):
+    """Check the archive's directory against the metadata, then read the metadata and the arrays."""
+    infos = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy") or info.is_dir():
+            raise ValueError(f"{path}: unexpected member {info.filename!r} in the archive")
+        key = info.filename[:-4]
+        if key in infos:
+            raise ValueError(f"{path}: member {info.filename!r} appears twice in the archive")
+        if info.file_size > SMALL_MEMBER_BYTES and info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+            raise ValueError(f"{path}: member {info.filename!r} would expand from {info.compress_size} to "
+                             f"{info.file_size} bytes (more than {MAX_EXPANSION}x): refusing a possible zip bomb")
+        infos[key] = info
+    if "__emkit__" not in infos:
         raise ValueError(f"{path} is not an emkit model file (no __emkit__ metadata)")
+    if infos["__emkit__"].file_size > MAX_METADATA_BYTES:
+        raise ValueError(f"{path}: metadata of {infos['__emkit__'].file_size} bytes is larger than the "
+                         f"{MAX_METADATA_BYTES} an emkit model file holds")
+    raw = _read_member(zf, infos.pop("__emkit__"), path)
     try:
-        meta = json.loads(arrays.pop("__emkit__").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt metadata: {exc}") from None
+        meta = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: corrupt metadata: {type(exc).__name__}: {exc}") from None
+    _check_format(meta, path)
+    allowed, required = _entry_members(meta, "", path)
+    unknown = sorted(set(infos) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: unexpected member {unknown[0]!r} (not a fitted attribute or hyperparameter "
+                         "declared in the metadata)")
+    missing = sorted(required - set(infos))
+    if missing:
+        raise ValueError(f"{path}: fitted attribute {missing[0].rsplit('attr:', 1)[-1]} is missing "
+                         f"(member {missing[0]!r})")
+    return meta, {key: _read_member(zf, info, path) for key, info in infos.items()}
+
+
+def _read_member(zf, info, path):
+    """One ``.npy`` member, read only after its header's shape matches its size in the directory."""
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except ValueError as exc:
+            raise ValueError(f"{path}: member {info.filename!r} is not a valid array: {exc}") from None
+        if dtype.hasobject:
+            raise ValueError(f"{path}: member {info.filename!r} holds Python objects (a pickle); "
+                             "model files hold only plain arrays")
+        nbytes = math.prod(shape) * dtype.itemsize
+        header = fh.tell()
+        if header + nbytes != info.file_size:
+            raise ValueError(f"{path}: member {info.filename!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
+                             f"but holds {info.file_size - header} bytes")
+        data = fh.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"{path}: member {info.filename!r} is truncated")
+    a = np.frombuffer(data, dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _check_format(meta, path):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an emkit model file")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path}: format_version must be an integer; got {version!r}")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{path} uses model format version {version}, newer than this emkit supports "
                          f"({FORMAT_VERSION}); upgrade emkit to read it")
-    if meta.get("sha256") != _digest(arrays):
-        raise ValueError(f"{path}: checksum mismatch — the file was altered or is damaged")
-    return _decode(meta, arrays, "", path)
+    if version < 1:
+        raise ValueError(f"{path}: format_version must be >= 1; got {version}")
+    if not isinstance(meta.get("sha256"), str):
+        raise ValueError(f"{path}: metadata field 'sha256' must be a string; got {type(meta.get('sha256')).__name__}")
+
+
+def _entry_members(entry, prefix, path):
+    """Check one model's metadata entry against its class; return the member names it allows and
+    those it requires (its fitted attributes), nested models included."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: a model entry of the metadata must be a JSON object; got {type(entry).__name__}")
+    cls = _model_class(entry.get("class"), path)
+    for field, kinds, what in (("params", dict, "a JSON object"), ("attributes", dict, "a JSON object"),
+                               ("online", (dict, type(None)), "a JSON object or null")):
+        if not isinstance(entry.get(field), kinds):
+            raise ValueError(f"{path}: metadata field {field!r} of {cls.__name__} must be {what}; "
+                             f"got {type(entry.get(field)).__name__}")
+    types = attribute_types(cls)
+    for name, kind in entry["attributes"].items():
+        if name not in types:
+            raise ValueError(f"{path}: {name!r} is not a fitted attribute of {cls.__name__}; "
+                             f"allowed: {', '.join(types)}")
+        if kind not in ("array", "scalar", "list"):
+            raise ValueError(f"{path}: attribute {name} has unknown kind {kind!r}")
+    required = {f"{prefix}attr:{a}" for a in entry["attributes"]}
+    allowed = set(required) | _param_members(cls, entry["params"], prefix, path)
+    if entry["online"]:
+        allowed |= _stats_keys(entry["online"].get("stats"), f"{prefix}online", path)
+    members = getattr(cls, "_member_attribute", None)
+    if members:
+        entries = entry.get("members")
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: the fitted models inside the {cls.__name__} are missing")
+        for i, sub in enumerate(entries):
+            a, r = _entry_members(sub, f"{prefix}{members}.{i}.", path)
+            allowed |= a
+            required |= r
+    return allowed, required
+
+
+def _param_members(cls, params, prefix, path):
+    """Check hyperparameter names against ``cls``; the array members they may have."""
+    names = getattr(cls, "_param_names", None) or getattr(cls, "_get_param_names")  # emkit's or scikit-learn's
+    known = list(names())
+    for name, value in params.items():
+        if name not in known:
+            raise ValueError(f"{path}: {name!r} is not a hyperparameter of {cls.__name__}")
+    allowed = {f"{prefix}param:{name}" for name in known}
+    for name, value in params.items():
+        if isinstance(value, dict) and "__estimator__" in value:
+            if not isinstance(value.get("params"), dict):
+                raise ValueError(f"{path}: hyperparameter {name} of {cls.__name__} is damaged")
+            allowed |= _param_members(_model_class(value["__estimator__"], path), value["params"],
+                                      f"{prefix}{name}.", path)
+    return allowed
+
+
+def _stats_keys(desc, prefix, path):
+    """The member names an online-EM statistics description refers to."""
+    if not isinstance(desc, dict) or not isinstance(desc.get("fields"), dict):
+        raise ValueError(f"{path}: the online-EM state is damaged: bad statistics description")
+    keys = set()
+    for name, kind in desc["fields"].items():
+        key = f"{prefix}.{name}"
+        if isinstance(kind, dict) and "class" in kind:
+            keys |= _stats_keys(kind, key, path)
+        elif kind == "array":
+            keys.add(key)
+        elif not (isinstance(kind, dict) and isinstance(kind.get("str"), str)):
+            raise ValueError(f"{path}: the online-EM state is damaged: field {name!r} has kind {kind!r}")
+    return keys
 
 
 def _model_class(name, path):
@@ -216,7 +473,13 @@ def _decode_params(cls, params, arrays, prefix, path):
     head = f"{prefix}param:"
     for key in list(arrays):
         if key.startswith(head) and "." not in key[len(head):]:
-            params[key[len(head):]] = arrays[key]
+            name, a = key[len(head):], arrays[key]
+            if name in params:
+                raise ValueError(f"hyperparameter {name} of {cls.__name__} is stored twice")
+            if a.dtype.kind not in "fiub" or a.ndim > 3:
+                raise ValueError(f"hyperparameter {name} of {cls.__name__} must be a numeric array of at most 3 "
+                                 f"dimensions; got dtype {a.dtype}, shape {a.shape}")
+            params[name] = a
     try:
         return cls(**params)
     except TypeError as exc:
@@ -224,22 +487,25 @@ def _decode_params(cls, params, arrays, prefix, path):
 
 
 def _decode(entry, arrays, prefix, path):
-    """The fitted model described by one metadata entry of :func:`_encode`."""
+    """The fitted model described by one metadata entry of :func:`_encode` (already checked by
+    :func:`_entry_members`); every attribute is checked against its type, then the model validates
+    its values."""
     cls = _model_class(entry.get("class"), path)
     model = _decode_params(cls, entry.get("params", {}), arrays, prefix, path)
-    for name, kind in entry.get("attributes", {}).items():
-        key = f"{prefix}attr:{name}"
-        if key not in arrays:
-            raise ValueError(f"{path}: fitted attribute {name} is missing")
-        a = arrays[key]
-        value = a.tolist() if kind == "list" else (a.item() if kind == "scalar" else a)
-        setattr(model, name, value)
+    types = attribute_types(cls)
+    for name in entry["attributes"]:
+        a, spec = arrays[f"{prefix}attr:{name}"], types[name]
+        if a.dtype.kind not in spec.kinds or a.ndim not in spec.ndims:
+            raise ValueError(f"fitted attribute {name} has dtype {a.dtype} and shape {a.shape}; expected dtype kind "
+                             f"in {spec.kinds!r} with {' or '.join(map(str, spec.ndims))} dimension(s)")
+        setattr(model, name, a.tolist() if spec.as_list else (a.item() if a.ndim == 0 else a))
+    missing = [n for n in getattr(cls, "_fitted_attributes", ()) if n not in entry["attributes"]]
+    if missing:
+        raise ValueError(f"fitted attribute {missing[0]} is missing")
     members = getattr(cls, "_member_attribute", None)
     if members:
-        entries = entry.get("members")
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise ValueError(f"{path}: the fitted models inside the {cls.__name__} are missing")
-        setattr(model, members, [_decode(e, arrays, f"{prefix}{members}.{i}.", path) for i, e in enumerate(entries)])
+        setattr(model, members, [_decode(e, arrays, f"{prefix}{members}.{i}.", path)
+                                 for i, e in enumerate(entry["members"])])
     if hasattr(model, "_validate_fitted"):
         model._validate_fitted()
     if "feature_names_in" in entry:
@@ -283,7 +549,7 @@ def _online_from_arrays(online, arrays, path, prefix=""):
         schedule = None if online.get("schedule") is None else StepSchedule(**online["schedule"])
         return OnlineState(stats=stats, schedule=schedule, n_updates=int(online["n_updates"]),
                            n_seen=float(online["n_seen"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: the online-EM state is damaged: {exc}") from None
 
 
@@ -413,7 +679,11 @@ def _runs(values, column, path):
 
 
 def write_table(path, columns):
-    """Write named columns (dict name -> 1-D array) as CSV/TSV, or Parquet by the extension."""
+    """Write named columns (dict name -> 1-D array) as CSV/TSV, or Parquet by the extension.
+
+    The file is written to a temporary file in the same folder and moved into place when
+    complete: an interrupted write leaves any previous file at ``path`` intact.
+    """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     names = list(columns)
@@ -423,13 +693,14 @@ def write_table(path, columns):
             import pyarrow.parquet as pq
         except ImportError:
             raise ImportError("writing Parquet needs pyarrow: pip install 'emkit[io]'") from None
-        pq.write_table(pa.table({n: np.asarray(columns[n]) for n in names}), path)
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.table({n: np.asarray(columns[n]) for n in names}), tmp)
         return path
     if ext not in (".csv", ".tsv", ".txt"):
         raise ValueError(f"unsupported output file type {ext!r} for {path}; use .csv, .tsv or .parquet")
     sep = "\t" if ext == ".tsv" else ","
     cols = [np.asarray(columns[n]) for n in names]
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(sep.join(names) + "\n")
         for row in zip(*cols):
             fh.write(sep.join(_cell(v) for v in row) + "\n")

@@ -7,10 +7,12 @@ dwell-time histograms.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .report import _check_states, state_runs, state_statistics  # no matplotlib at import time
 
 __all__ = ["plot_clusters", "plot_criterion", "plot_decision_regions", "plot_durations", "plot_ethogram",
@@ -791,7 +793,8 @@ def plot_lower_bounds(lower_bounds, ax=None, *, model=None):
 def save_figure(ax, path):
     """Save the figure of ``ax`` (an Axes or a Figure) to ``path`` and close it.
 
-    The format follows the extension (``.png``, ``.svg``, ``.pdf``, ...).
+    The format follows the extension (``.png``, ``.svg``, ``.pdf``, ...).  The file is written to
+    a temporary file in the same folder and moved into place when complete.
 
     Returns
     -------
@@ -802,8 +805,13 @@ def save_figure(ax, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout cannot fit every layout
         fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    path = os.fspath(path)
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or None
+    try:
+        with atomic_path(path) as tmp:  # written whole or not at all
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
+    finally:
+        plt.close(fig)
     return path
 
 

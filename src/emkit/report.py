@@ -20,6 +20,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._atomic import atomic_path
+
 __all__ = ["StateStatistics", "state_runs", "state_statistics", "write_report"]
 
 StateStatistics = namedtuple("StateStatistics", ["usage", "mean_duration", "visits", "transition_counts"])
@@ -689,6 +691,6 @@ def write_report(model, X, path, lengths=None, feature_names=None, selection=Non
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # whole or not at all
         f.write(doc)
     return path

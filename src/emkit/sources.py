@@ -46,6 +46,37 @@ def _as_float(chunk):
     return chunk
 
 
+class FileWatch:
+    """The size and modification time of a data file, checked before every pass over it.
+
+    A file rewritten while it is fitted (a memory-mapped ``.npy`` in particular, which can
+    otherwise crash the process) raises a clear ``ValueError`` at the next pass.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._stamp = self._now()
+
+    def _now(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def check(self):
+        if self._now() != self._stamp:
+            raise ValueError(f"{self.path} changed (size or modification time) while it was being read; a data file "
+                             "must not change during a fit")
+
+    @classmethod
+    def of(cls, X):
+        """A watch on the file behind a memory map (or a column view of one), else None."""
+        X = getattr(X, "_X", X)
+        name = getattr(X, "filename", None) if isinstance(X, np.memmap) else None
+        return cls(name) if name else None
+
+
 class ArraySource:
     """Rows of an in-memory array or memory map, in chunks of ``rows`` rows.
 
@@ -65,6 +96,7 @@ class ArraySource:
         self.sample_weight = sample_weight
         self.rows = max(1, int(rows))
         self.n_features = X.shape[1]
+        self._watch = FileWatch.of(X)
 
     @property
     def n_rows(self):
@@ -72,6 +104,8 @@ class ArraySource:
 
     def chunks(self):
         n, r, sw = self.X.shape[0], self.rows, self.sample_weight
+        if self._watch is not None:
+            self._watch.check()
         for s in range(0, n, r):
             yield _as_float(self.X[s:s + r]), None if sw is None else sw[s:s + r]
 
@@ -138,8 +172,10 @@ class TableSource:
         self._reader = reader
         self.rows = rows
         self.sample_weight = None
+        self._watch = FileWatch(path)
 
     def chunks(self):
+        self._watch.check()
         for X in self._reader(self.rows):
             yield _as_float(X), None
 
@@ -245,8 +281,13 @@ def csv_layout(path, sep=None):
     (a comma when there is none: one column).  The first line is a header unless every cell in
     it is a number; without a header the columns are named ``x0, x1, ...``.
     """
-    with open(path, encoding="utf-8-sig") as fh:
-        first = fh.readline().rstrip("\r\n")
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            first = fh.readline().rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a text table (CSV/TSV): byte {exc.start} is not UTF-8 text") from None
+    if "\0" in first:
+        raise ValueError(f"{path} is not a text table (CSV/TSV): it holds binary data")
     if not first.strip():
         raise ValueError(f"{path} is empty")
     if sep is None:
@@ -266,18 +307,54 @@ def _csv_source(path, columns, rows, sep):
     idx = _select_columns(names, columns, path)
     order = np.argsort(np.argsort(idx))  # pandas returns the used columns in file order
 
+    selected = [names[i] for i in idx]
+
     def reader(n):
+        first_line = 2 if header else 1
         try:
             for chunk in pd.read_csv(path, sep=sep, header=0 if header else None, usecols=idx, chunksize=n,
                                      encoding="utf-8-sig"):
-                values = chunk.iloc[:, order].to_numpy()
-                if values.dtype == object:
-                    raise ValueError(f"{path} holds non-numeric values in the selected columns")
+                values = numeric_block(chunk.iloc[:, order], selected, path, first_line)
+                if values.dtype.kind == "f" and np.isnan(values).any():
+                    _check_ragged(path, sep, len(names))
+                first_line += values.shape[0]
                 yield values
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: could not parse: {exc}") from None
+        except pd.errors.ParserError as exc:
+            raise ValueError(f"{path}: could not parse: {' '.join(str(exc).split())}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not a text table (CSV/TSV): byte {exc.start} is not UTF-8 text") from None
 
     return TableSource(path, "csv", idx, [names[i] for i in idx], len(idx), reader, rows, named=header)
+
+
+def numeric_block(frame, names, path, first_line=None):
+    """A chunk of a table (a pandas DataFrame) as a numeric array; a non-numeric column is named."""
+    import pandas as pd
+
+    for j, name in enumerate(names):
+        column = frame.iloc[:, j]
+        if column.dtype == object or not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            converted = pd.to_numeric(column, errors="coerce")
+            bad = np.flatnonzero(converted.isna().to_numpy() & column.notna().to_numpy())
+            if bad.size:
+                where = f" on line {first_line + bad[0]}" if first_line is not None else f" in row {bad[0]}"
+                raise ValueError(f"{path}: column {name!r} holds non-numeric values (for example "
+                                 f"{column.iloc[bad[0]]!r}{where}); choose numeric feature columns "
+                                 "(--columns, or columns=...)")
+    values = frame.to_numpy()
+    if values.dtype == object:
+        values = values.astype(np.float64)
+    return values
+
+
+def _check_ragged(path, sep, n_fields):
+    """Name the first line whose number of fields differs from the first line's (a ragged table)."""
+    with open(path, encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if line and len(line.split(sep)) != n_fields:
+                raise ValueError(f"{path}: line {number} has {len(line.split(sep))} fields but the first line has "
+                                 f"{n_fields} (rows of different lengths)")
 
 
 def _csv_source_numpy(path, columns, rows, sep):
@@ -323,7 +400,10 @@ def _parquet_source(path, columns, rows):
 
     def reader(n):
         for batch in pf.iter_batches(batch_size=n, columns=selected):
-            yield np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in selected])
+            values = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in selected])
+            if values.dtype.kind not in "biuf":
+                values = numeric_block(batch.to_pandas(), selected, path)
+            yield values
 
     return TableSource(path, "parquet", idx, selected, len(idx), reader, rows)
 
@@ -436,12 +516,15 @@ class SequenceSource:
         self.frames = frames
         self._validate = validate
         self._groups = sequence_groups(self.lengths, frames)
+        self._watch = FileWatch.of(X)
 
     @property
     def n_rows(self):
         return self.X.shape[0]
 
     def chunks(self):
+        if self._watch is not None:
+            self._watch.check()
         for a, b, lens in self._groups:
             X = np.asarray(self.X[a:b])
             yield (X if self._validate is None else self._validate(X)), lens
@@ -478,9 +561,10 @@ def sequence_groups(lengths, frames):
 
 class DaskSequenceSource:
     """Sequences held in a ``dask.array`` (rows concatenated, with ``lengths``): blocks are
-    re-chunked at sequence boundaries and E-steps run on the workers."""
+    re-chunked at sequence boundaries and E-steps run on the workers.  ``validate(block)``, if
+    given, checks every block where it is read (on the workers) and returns it."""
 
-    def __init__(self, X, lengths, frames=1 << 17):
+    def __init__(self, X, lengths, frames=1 << 17, validate=None):
         lengths = np.asarray(lengths, dtype=np.int64)
         groups = sequence_groups(lengths, frames)
         X = X.rechunk((tuple(b - a for a, b, _ in groups), -1)).persist()
@@ -488,7 +572,8 @@ class DaskSequenceSource:
         self.lengths = lengths
         self.n_features = X.shape[1]
         self.frames = frames
-        self._blocks = list(zip(X.to_delayed().ravel().tolist(), [g[2] for g in groups]))
+        self._validate = validate
+        self._blocks = [(Xb, lens, validate) for Xb, lens in zip(X.to_delayed().ravel().tolist(), [g[2] for g in groups])]
 
     @property
     def n_rows(self):
@@ -498,19 +583,19 @@ class DaskSequenceSource:
         return _dask_expectation(_sequence_e_step, model, params, self._blocks)
 
     def chunks(self):
-        for Xb, lens in self._blocks:
-            yield np.asarray(Xb.compute()), lens
+        for Xb, lens, validate in self._blocks:
+            X = np.asarray(Xb.compute())
+            yield (X if validate is None else validate(X)), lens
 
     def sample(self, n, rng):
         N = self.X.shape[0]
-        if N <= n:
-            return _as_float(self.X.compute())
-        idx = sample_indices(N, n, rng)
-        return _as_float(self.X[idx].compute())
+        X = self.X.compute() if N <= n else self.X[sample_indices(N, n, rng)].compute()
+        return _as_float(X if self._validate is None else self._validate(X))
 
 
-def _sequence_e_step(model, params, X, lengths):
-    return model.e_step(params, np.asarray(X), lengths)
+def _sequence_e_step(model, params, X, lengths, validate=None):
+    X = np.asarray(X)
+    return model.e_step(params, X if validate is None else validate(X), lengths)
 
 
 def is_dask_array(X):

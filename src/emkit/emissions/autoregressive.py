@@ -8,6 +8,11 @@ Missing values (NaN): a frame whose current value or any of its ``p`` lags has a
 emission evidence either (log-likelihood 0, no contribution to the statistics); its state is
 carried through by the transitions.  This is exact for the frames it scores but discards the
 observed coordinates of incomplete frames.
+
+The regression moments are taken about a centre ``c`` (the mean of the chunk's frames): the
+targets are ``x_t - c`` and the regressors ``x_{t-l} - c``, so data far from the origin loses
+no precision; moments about different centres are re-centred exactly before they are added,
+and the M-step turns the centred intercept back into ``b_k = b'_k + c - sum_l A_kl c``.
 """
 
 from __future__ import annotations
@@ -52,12 +57,49 @@ class ARData:
 
 @dataclass
 class ARStats(Stats):
-    """Weighted regression moments per state: n (K,), szz (K, P, P), szy (K, P, D), syy (K, D, D)."""
+    """Weighted regression moments per state about a centre ``c`` (D,).
+
+    With ``u = [x_{t-1} - c; ...; x_{t-p} - c; 1]`` and ``v = x_t - c``: ``n`` (K,),
+    ``szz = sum w u u^T`` (K, P, P), ``szy = sum w u v^T`` (K, P, D), ``syy = sum w v v^T``
+    (K, D, D); ``center`` is a frame field (not summed).
+    """
 
     n: np.ndarray
     szz: np.ndarray
     szy: np.ndarray
     syy: np.ndarray
+    center: np.ndarray = None
+    _frame_fields = ("center",)
+
+    def _align(self, other):
+        if other.center is self.center or np.array_equal(other.center, self.center):
+            return other
+        return other.recentered(self.center)
+
+    def recentered(self, center):
+        """The same moments about ``center`` (D,), exactly (``u`` and ``v`` shift by ``self.center - center``)."""
+        center = np.asarray(center, dtype=np.float64)
+        delta = self.center - center  # (D,)
+        P = self.szz.shape[1]
+        dz = np.zeros(P)
+        dz[:P - 1] = np.tile(delta, (P - 1) // delta.size)
+        su = self.szz[:, :, P - 1]  # (K, P): sum w u (the last regressor is 1)
+        sv = self.szy[:, P - 1, :]  # (K, D): sum w v
+        n = self.szz[:, P - 1, P - 1]
+        szz = self.szz + su[:, :, None] * dz[None, None, :] + dz[None, :, None] * su[:, None, :] \
+            + n[:, None, None] * np.outer(dz, dz)[None]
+        szy = self.szy + su[:, :, None] * delta[None, None, :] + dz[None, :, None] * sv[:, None, :] \
+            + n[:, None, None] * np.outer(dz, delta)[None]
+        syy = self.syy + sv[:, :, None] * delta[None, None, :] + delta[None, :, None] * sv[:, None, :] \
+            + n[:, None, None] * np.outer(delta, delta)[None]
+        return ARStats(n=self.n.copy(), szz=szz, szy=szy, syy=syy, center=center)
+
+
+def _lag_center(center, P):
+    """The centre of the regressors ``[c; ...; c; 0]`` (P,): the constant regressor is not shifted."""
+    out = np.zeros(P)
+    out[:P - 1] = np.tile(center, (P - 1) // max(center.size, 1))
+    return out
 
 
 def lag_matrix(X, lengths, order):
@@ -128,21 +170,25 @@ class AREmission:
     def statistics(self, params, data, weights):
         w = weights * data.valid[:, None]
         K = w.shape[1]
-        Y, Z = data.Y, data.Z
-        P, D = Z.shape[1], Y.shape[1]
+        P, D = data.Z.shape[1], data.Y.shape[1]
+        center = data.Y[data.valid].mean(axis=0) if data.valid.any() else np.zeros(D)
+        Y = data.Y - center
+        Z = data.Z - _lag_center(center, P)
         szz, szy, syy = np.empty((K, P, P)), np.empty((K, P, D)), np.empty((K, D, D))
         for k in range(K):
             Zw = Z * w[:, k:k + 1]
             szz[k] = Zw.T @ Z
             szy[k] = Zw.T @ Y
             syy[k] = (Y * w[:, k:k + 1]).T @ Y
-        return ARStats(n=w.sum(axis=0), szz=szz, szy=szy, syy=syy)
+        return ARStats(n=w.sum(axis=0), szz=szz, szy=szy, syy=syy, center=center)
 
     def m_step(self, stats, params=None, learn=None):
         learn_coefs = learn is None or "coefs" in learn
         learn_covars = learn is None or "covars" in learn
         K, P, D = stats.szy.shape
         pD = P - 1
+        center = np.zeros(D) if stats.center is None else np.asarray(stats.center, dtype=np.float64)
+        lag_center = _lag_center(center, P)[:pD]
         coefs = np.empty((K, D, pD))
         intercepts = np.empty((K, D))
         covars = np.empty((K, D, D))
@@ -154,10 +200,12 @@ class AREmission:
                     Wt = linalg.solve(A + ridge * np.eye(P), stats.szy[k], assume_a="pos")
                 except (linalg.LinAlgError, ValueError):
                     Wt = linalg.lstsq(A, stats.szy[k])[0]
-                W = Wt.T
+                W = Wt.T  # in centred coordinates: v = A u + b'
             else:
-                W = np.concatenate([params.coefs[k], params.intercepts[k][:, None]], axis=1)
-            coefs[k], intercepts[k] = W[:, :pD], W[:, pD]
+                A = params.coefs[k]
+                W = np.concatenate([A, (params.intercepts[k] - center + A @ lag_center)[:, None]], axis=1)
+            coefs[k] = W[:, :pD]
+            intercepts[k] = W[:, pD] + center - W[:, :pD] @ lag_center
             if learn_covars:
                 n = max(stats.n[k], 10 * np.finfo(np.float64).eps)
                 WS = W @ stats.szy[k]

@@ -34,6 +34,9 @@ class EMEstimator(BaseEstimator):
     (:mod:`emkit.sources`).
     """
 
+    #: Saved in model files when set (see :func:`emkit.io.attribute_types`).
+    _optional_attributes = ("init_lower_bounds_",)
+
     def _check_common(self):
         check_int(self.n_components, "n_components", minimum=1)
         check_float(self.tol, "tol", minimum=0.0)

@@ -24,6 +24,10 @@ from ..structures import HMMParams, MarkovChain, allowed_mask, check_concentrati
 from .base import EMEstimator
 from .kmeans import assign_observed, kmeans_plusplus, seeding_rows
 
+#: CategoricalHMM infers its alphabet as max(X) + 1 only up to this many symbols per row of data
+#: (or ``MAX_SPARE_SYMBOLS``, if larger); beyond that the symbols must be remapped.
+MAX_SYMBOLS_PER_ROW = 10
+MAX_SPARE_SYMBOLS = 10_000
 #: Frames per E-step chunk (chunks hold whole sequences).
 HMM_CHUNK_FRAMES = 1 << 15
 #: Frames sampled for the k-means++ seeding of the emissions.
@@ -133,7 +137,7 @@ class BaseHMM(EMEstimator):
             lengths = check_lengths(lengths, X.shape[0])
             if reset:
                 self._set_feature_names(None)
-            return DaskSequenceSource(X, lengths, HMM_CHUNK_FRAMES)
+            return DaskSequenceSource(X, lengths, HMM_CHUNK_FRAMES, validate=self._validate_X)
         X, lengths = self._prepare(X, lengths, reset)
         return SequenceSource(X, lengths, HMM_CHUNK_FRAMES)
 
@@ -213,6 +217,7 @@ class BaseHMM(EMEstimator):
         return _with_masks(startprob, transmat, self._emission_params_from_attributes())
 
     def _validate_fitted(self):
+        self._check_hmm_parameters()
         self._fitted_params()
 
     @classmethod
@@ -668,7 +673,8 @@ class CategoricalHMM(BaseHMM):
             raise ValueError(f"X must hold symbols >= 0 (-1 or NaN marks a missing symbol); got {X.min()}")
         n = self._n_symbols()
         if n is not None and X.max() >= n:
-            raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of n_features={n}")
+            raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of the model's {n} symbols "
+                             "(n_features)")
         return X
 
     def fit(self, X, lengths=None, callback=None, **kwargs):
@@ -685,14 +691,21 @@ class CategoricalHMM(BaseHMM):
             check_int(self.n_features, "n_features", minimum=1)
         if self.n_features is not None:
             self._fitted_n_symbols = self.n_features
-        elif is_dask_array(X):
-            self._fitted_n_symbols = int(X.max().compute()) + 1
+            return
+        if is_dask_array(X):
+            largest, n_rows = int(X.max().compute()), X.shape[0]
         else:
             Xc, _ = as_sequences(X, lengths)
-            largest = int(self._validate_X(Xc).max())
-            if largest < 0:
-                raise ValueError("X has no observed symbol (every entry is missing)")
-            self._fitted_n_symbols = largest + 1
+            Xc = self._validate_X(Xc)
+            largest, n_rows = int(Xc.max()), Xc.shape[0]
+        if largest < 0:
+            raise ValueError("X has no observed symbol (every entry is missing)")
+        limit = max(MAX_SPARE_SYMBOLS, MAX_SYMBOLS_PER_ROW * n_rows)
+        if largest + 1 > limit:
+            raise ValueError(f"X holds symbol {largest}, so the alphabet would have {largest + 1} symbols for only "
+                             f"{n_rows} rows; symbols must be 0..S-1: remap them (for example "
+                             "np.unique(X, return_inverse=True)) or pass n_features explicitly")
+        self._fitted_n_symbols = largest + 1
 
     _kmeans_seeded = False
 
@@ -721,6 +734,10 @@ class CategoricalHMM(BaseHMM):
     def _emission_params_from_attributes(self):
         e = np.asarray(self.emissionprob_, dtype=np.float64)
         e = check_stochastic_matrix(e, "emissionprob_", (self.n_components, e.shape[1] if e.ndim == 2 else -1))
+        if self.n_features is not None and e.shape[1] != self.n_features:
+            raise ValueError(f"emissionprob_ must have n_features={self.n_features} columns (one per symbol); "
+                             f"got shape {e.shape}")
+        self._fitted_n_symbols = e.shape[1]  # the fitted attributes define the alphabet
         return CategoricalParams(emissionprob=e, allowed=allowed_mask(e))
 
     def _infer_n_features(self):

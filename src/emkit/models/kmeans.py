@@ -10,7 +10,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 
 from .._base import BaseEstimator
 from .._validation import (check_array, check_choice, check_float, check_int, check_n_features,
-                           check_random_state, check_sample_weight)
+                           check_random_state, check_sample_weight, check_squares_finite)
 from ..data import chunk_rows, row_slices
 from ..em import OnlineState, StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
@@ -422,7 +422,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             ``"stochastic"``: mini-batch K-means by stochastic EM over shuffled batches of
             ``batch_size`` rows, ``max_iter`` passes (see :class:`emkit.em.StepSchedule`).
         """
-        X = _refuse_missing(self._check_data(X, reset=True, allow_nan=True))
+        X = check_squares_finite(_refuse_missing(self._check_data(X, reset=True, allow_nan=True)))
         sw = check_sample_weight(sample_weight, X.shape[0])
         K, init, n_init = self._check_params(X)
         check_choice(algorithm, "algorithm", ("lloyd", "stochastic"))
@@ -481,7 +481,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         an array); ``labels_`` and ``inertia_`` describe the last batch.
         """
         fitted = getattr(self, "cluster_centers_", None) is not None
-        X = _refuse_missing(self._check_data(X, reset=not fitted, allow_nan=True))
+        X = check_squares_finite(_refuse_missing(self._check_data(X, reset=not fitted, allow_nan=True)))
         sw = check_sample_weight(sample_weight, X.shape[0])
         if fitted:
             check_n_features(X, self.cluster_centers_.shape[1])
@@ -511,9 +511,25 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def fit_predict(self, X, y=None, sample_weight=None):
         return self.fit(X, sample_weight=sample_weight).labels_
 
+    def _validate_fitted(self):
+        """Check the fitted attributes (set by hand or read from a file) before use."""
+        K = check_int(self.n_clusters, "n_clusters", minimum=1)
+        if isinstance(self.init, str) and self.init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++', 'random' or an array of shape (n_clusters, n_features); "
+                             f"got {self.init!r}")
+        centers = np.asarray(self.cluster_centers_)
+        if centers.ndim != 2 or centers.shape[0] != K:
+            raise ValueError(f"cluster_centers_ must have shape ({K}, n_features); got {centers.shape}")
+        if centers.dtype.kind not in "fiu" or not np.all(np.isfinite(centers)):
+            raise ValueError("cluster_centers_ must be finite numbers; got NaN, infinity or non-numeric values")
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is not None and n_features != centers.shape[1]:
+            raise ValueError(f"n_features_in_={n_features} does not match cluster_centers_ of shape {centers.shape}")
+
     def _check_X(self, X):
         self._check_is_fitted(["cluster_centers_"])
-        X = _refuse_missing(self._check_data(X, reset=False, allow_nan=True))
+        self._validate_fitted()
+        X = check_squares_finite(_refuse_missing(self._check_data(X, reset=False, allow_nan=True)))
         check_n_features(X, self.cluster_centers_.shape[1])
         return X
 

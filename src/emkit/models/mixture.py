@@ -354,6 +354,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
 
     def _fitted_params(self):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
+        self._validate_fitted()
         emission = GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
         return emission, MixtureParams(weights=np.asarray(self.weights_, dtype=np.float64),
                                        emission=GaussianParams(np.asarray(self.means_, dtype=np.float64),
@@ -363,21 +364,36 @@ class GaussianMixture(DensityMixin, EMEstimator):
 
     def _validate_fitted(self):
         """Check that fitted attributes (set by hand or read from a file) are consistent."""
+        self._check_parameters_basic()
         K = self.n_components
         means = np.asarray(self.means_, dtype=np.float64)
         if means.ndim != 2 or means.shape[0] != K:
             raise ValueError(f"means_ must have shape ({K}, n_features); got {means.shape}")
+        if not np.all(np.isfinite(means)):
+            raise ValueError("means_ must be finite; got NaN or infinity")
         D = means.shape[1]
         cov = COVARIANCE_TYPES[self.covariance_type]
         shape = cov.compact_shape(K, D)
         for name in ("covariances_", "precisions_", "precisions_cholesky_"):
-            a = np.asarray(getattr(self, name))
+            a = np.asarray(getattr(self, name), dtype=np.float64)
             if a.shape != shape:
                 raise ValueError(f"{name} must have shape {shape} for covariance_type={self.covariance_type!r}; "
                                  f"got {a.shape}")
-        w = np.asarray(self.weights_)
-        if w.shape != (K,) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
-            raise ValueError("weights_ must be a probability vector of length n_components")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} must be finite; got NaN or infinity")
+        cov.check_covariances(self.covariances_, K, D, "covariances_")
+        cov.check_precisions(self.precisions_, K, D, "precisions_")
+        pc = np.asarray(self.precisions_cholesky_, dtype=np.float64)
+        diagonal = pc if pc.ndim < 2 or self.covariance_type == "diag" else np.diagonal(pc, axis1=-2, axis2=-1)
+        if np.any(diagonal <= 0):
+            raise ValueError("precisions_cholesky_ must have a positive diagonal (upper Cholesky factors of the "
+                             "precisions)")
+        w = np.asarray(self.weights_, dtype=np.float64)
+        if w.shape != (K,):
+            raise ValueError(f"weights_ must have shape ({K},); got {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights_ must be non-negative and sum to 1; got min {np.min(w):.6g}, "
+                             f"sum {np.sum(w):.10g}")
 
     def _check_X(self, X):
         self._check_is_fitted(["weights_", "means_", "precisions_cholesky_"])
