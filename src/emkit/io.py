@@ -39,7 +39,7 @@ Which attributes a class saves is declared on the class: ``_fitted_attributes`` 
 saved; missing ones make ``save`` refuse) and ``_optional_attributes`` (saved when set).  A
 new attribute is one line: add its name there and, if :data:`ATTRIBUTE_TYPES` does not know
 it, its type to the class's ``_attribute_types``, e.g.
-``_attribute_types = {"classes_": AttributeType("iuU", (1,))}``.
+``_attribute_types = {"centroids_": AttributeType("f", (2,))}``.
 """
 
 from __future__ import annotations

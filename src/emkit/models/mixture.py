@@ -381,8 +381,6 @@ class GaussianMixture(DensityMixin, EMEstimator):
                                  f"got {a.shape}")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"{name} must be finite; got NaN or infinity")
-        cov.check_covariances(self.covariances_, K, D, "covariances_")
-        cov.check_precisions(self.precisions_, K, D, "precisions_")
         pc = np.asarray(self.precisions_cholesky_, dtype=np.float64)
         diagonal = pc if pc.ndim < 2 or self.covariance_type == "diag" else np.diagonal(pc, axis1=-2, axis2=-1)
         if np.any(diagonal <= 0):
