@@ -805,8 +805,7 @@ def save_figure(ax, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout cannot fit every layout
         fig.tight_layout()
-    path = os.fspath(path)
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or None
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or None
     try:
         with atomic_path(path) as tmp:  # written whole or not at all
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
