@@ -141,3 +141,22 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_classify_outputs_appear_together(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "labelled.csv"
+    X = np.r_[rng.normal(0, 1, (40, 2)), rng.normal(5, 1, (40, 2))]
+    with open(path, "w") as f:
+        f.write("x,y,label\n")
+        for row, label in zip(X, np.repeat(["a", "b"], 40)):
+            f.write(f"{row[0]},{row[1]},{label}\n")
+    out = tmp_path / "o"
+    (out / "regions.png").mkdir(parents=True)
+    argv = ["classify", "fit", str(path), "--label-column", "label", "--seed", "0", "-o", str(out)]
+    assert main(argv) == 2
+    assert "regions.png: it is a directory" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["regions.png"]
+    os.rmdir(out / "regions.png")
+    assert main(argv) == 0 and main(argv) == 0
+    assert "replaced existing" in capsys.readouterr().out
