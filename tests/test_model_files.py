@@ -205,10 +205,13 @@ def test_attribute_whitelist_is_a_per_class_declaration():
     assert "startprob_" in types and "init_lower_bounds_" in types and "weights_" not in types
     assert "predict" not in types and "cluster_centers_" in attribute_types(emkit.KMeans)
 
-    class Extended(emkit.KMeans):
-        _optional_attributes = ("feature_names_in_",)
+    from emkit.io import AttributeType
 
-    assert "feature_names_in_" in attribute_types(Extended)
+    class Extended(emkit.KMeans):
+        _optional_attributes = ("centroid_counts_",)
+        _attribute_types = {"centroid_counts_": AttributeType("iu", (1,))}
+
+    assert attribute_types(Extended)["centroid_counts_"] == AttributeType("iu", (1,))
 
 
 def test_saving_an_invalid_hand_set_model_raises(tmp_path):
