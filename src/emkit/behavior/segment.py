@@ -171,13 +171,15 @@ class Segmentation:
     def write(self, output_dir):
         """Write ``states.csv, summary.csv, transitions.csv, model.npz, ethogram.png, report.html``.
 
-        Every file is written whole or not at all (a temporary file renamed into place).
+        Every file is written to a temporary file and all are moved into place together once
+        complete: the outputs appear together or not at all.
 
         Returns
         -------
         dict
             Output kind -> path.
         """
+        from .._atomic import Outputs
         from ..plot import save_figure
         from ..report import write_report
 
@@ -187,36 +189,22 @@ class Segmentation:
             ("model", "model.npz"), ("ethogram", "ethogram.png"), ("report", "report.html"))}
         summary = self.summary()
         transitions = self.transitions()
-        _atomic(path["states"], lambda p: self.states_table().to_csv(p, index=False))
-        _atomic(path["summary"], lambda p: summary.to_csv(p, index=False))
-        _atomic(path["transitions"], lambda p: transitions.to_csv(p, index=False))
-        _atomic(path["model"], self.model.save)
-        _atomic(path["ethogram"], lambda p: save_figure(self.plot_ethogram(), p))
         Xc = np.concatenate(self.X)
-        with warnings.catch_warnings():
+        with Outputs() as out, warnings.catch_warnings():  # all six appear together or not at all
+            self.states_table().to_csv(out.path(path["states"]), index=False)
+            summary.to_csv(out.path(path["summary"]), index=False)
+            transitions.to_csv(out.path(path["transitions"]), index=False)
+            self.model.save(out.path(path["model"]))
+            save_figure(self.plot_ethogram(), out.path(path["ethogram"]))
             # the features are the model's own (same columns); the arrays passed on carry no names
             warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-            _atomic(path["report"], lambda p: write_report(
-                self.model, Xc, p, lengths=self.lengths, feature_names=self.feature_names, selection=self.selection,
-                sequence_names=self.recordings, fps=self.fps,
+            write_report(
+                self.model, Xc, out.path(path["report"]), lengths=self.lengths, feature_names=self.feature_names,
+                selection=self.selection, sequence_names=self.recordings, fps=self.fps,
                 tables={"Usage and dwell times per recording": summary,
                         "State switches per recording": transitions[transitions["count"] > 0]},
-                title=f"emkit behaviour segmentation: {len(self.recordings)} recordings, K={self.n_states}"))
+                title=f"emkit behaviour segmentation: {len(self.recordings)} recordings, K={self.n_states}")
         return path
-
-
-def _atomic(path, write):
-    """Call ``write(tmp)`` on a temporary name next to ``path``, then rename it to ``path``."""
-    head, tail = os.path.split(path)
-    stem, ext = os.path.splitext(tail)
-    tmp = os.path.join(head, f".{stem}.{os.getpid()}.tmp{ext}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _load(data, source_software, fps, columns, sequence_column, key, min_confidence):
