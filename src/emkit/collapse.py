@@ -8,9 +8,11 @@ that EM leaves almost empty is wasted too.  Both are detected after every M-step
 * **empty**: its occupancy (expected number of samples or frames) is below
   ``MIN_OCCUPANCY`` (0.1%) of its fair share ``N / K``;
 * **at the floor**: in some direction its covariance (Gaussian components, autoregressive noise)
-  is at most ``FLOOR_FACTOR * reg_covar`` while the data (all components together) varies more
-  than ``SPREAD_FACTOR`` times as much in that direction.  A feature that is constant in the
-  whole data set is not a collapse.
+  is at most ``FLOOR_FACTOR * reg_covar`` -- the floor makes up at least half of it, so the
+  component's own spread there is below ``reg_covar`` -- while the data (all components
+  together) varies more than ``SPREAD_FACTOR`` times as much in that direction.  A feature that
+  is constant in the whole data set is not a collapse, and neither is a genuinely tight cluster
+  whose spread is well above ``reg_covar`` (lower ``reg_covar`` for data on a very small scale).
 
 What is done is chosen by ``on_collapse`` (every estimator fitted by EM has it):
 
@@ -42,8 +44,9 @@ import numpy as np
 ON_COLLAPSE = ("recover", "warn", "raise")
 #: A component or state whose occupancy is below this fraction of N / K is empty.
 MIN_OCCUPANCY = 1e-3
-#: A covariance within this factor of ``reg_covar`` in some direction is at the floor ...
-FLOOR_FACTOR = 100.0
+#: A covariance within this factor of ``reg_covar`` in some direction is at the floor (2: the
+#: component's own spread there is at most ``reg_covar``) ...
+FLOOR_FACTOR = 2.0
 #: ... when the data varies more than this factor times as much in that direction.
 SPREAD_FACTOR = 100.0
 
