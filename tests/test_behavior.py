@@ -230,3 +230,23 @@ def test_segment_command_on_tables_and_bad_input(tmp_path, capsys):
     assert "could not be read as a DeepLabCut pose file" in capsys.readouterr().err
     assert main(["segment", str(csv), "--fps", "-3", "-k", "2", "-o", str(out)]) == 2
     assert "fps must be a positive number" in capsys.readouterr().err
+
+
+def test_overall_pools_the_per_recording_summary():
+    from types import SimpleNamespace
+
+    from emkit.behavior.segment import Segmentation
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([300, 250, 400])
+    states = np.repeat(rng.integers(0, 3, 200), rng.integers(1, 10, 200))[:lengths.sum()].astype(np.int64)
+    model = SimpleNamespace(n_components=4)  # state 3 is never visited
+    for fps in (30.0, None):
+        seg = Segmentation(model, ["a", "b", "c"], lengths, fps, None, [], None, states, None, None, 0.0)
+        per, overall = seg.summary(), seg.overall()
+        frames = per.recording.map(dict(zip(seg.recordings, lengths))) * per.usage
+        np.testing.assert_allclose(overall.usage, frames.groupby(per.state).sum() / lengths.sum(), rtol=1e-12)
+        np.testing.assert_array_equal(overall.bouts, per.groupby("state").bouts.sum())
+        time = (per.dwell_mean_s.fillna(0) * per.bouts).groupby(per.state).sum()
+        np.testing.assert_allclose(overall.dwell_mean_s[:3], (time / overall.bouts)[:3], rtol=1e-12)
+        assert overall.bouts[3] == 0 and np.isnan(overall.dwell_mean_s[3]) and overall.usage[3] == 0

@@ -93,12 +93,7 @@ def _segment(args, heading, pca, columns):
 
 def _report(args, seg, files):
     summary = seg.summary()
-    frames = dict(zip(seg.recordings, seg.lengths))
-    summary_w = summary.assign(frames=summary.recording.map(frames) * summary.usage,
-                               time=summary.dwell_mean_s.fillna(0) * summary.bouts)
-    overall = summary_w.groupby("state").agg(frames=("frames", "sum"), bouts=("bouts", "sum"), time=("time", "sum"))
-    overall["usage"] = overall.frames / seg.lengths.sum()
-    overall["dwell_mean_s"] = overall.time / overall.bouts.where(overall.bouts > 0)
+    overall = seg.overall()
     unit = "s" if seg.fps else "frames"
     n_frames = int(seg.lengths.sum())
     lines = [f"emkit segment: {len(seg.recordings)} recordings ({', '.join(seg.recordings)}), {n_frames} frames"

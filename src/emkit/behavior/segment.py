@@ -144,6 +144,29 @@ class Segmentation:
                              "dwell_iqr_s": float(q3 - q1)})
         return pd.DataFrame(rows)
 
+    def overall(self):
+        """Each state pooled over every recording (a DataFrame indexed by ``state``).
+
+        Columns: ``usage`` (fraction of all frames), ``bouts`` (visits in all recordings; a bout
+        never spans two recordings) and ``dwell_mean_s`` (mean bout duration in seconds, or in
+        frames without ``fps``; NaN for a state never visited).
+        """
+        import pandas as pd
+
+        from ..report import state_runs
+
+        K, dt = self.n_states, self._frame_seconds()
+        runs = [state_runs(s) for _, s in self._per_recording()]
+        run_states = np.concatenate([r[0] for r in runs])
+        run_lengths = np.concatenate([r[2] for r in runs]) * dt
+        bouts = np.bincount(run_states, minlength=K)
+        total = np.bincount(run_states, weights=run_lengths, minlength=K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dwell = np.where(bouts > 0, total / np.maximum(bouts, 1), np.nan)
+        usage = np.bincount(self.states, minlength=K)[:K] / self.states.size
+        return pd.DataFrame({"usage": usage, "bouts": bouts[:K], "dwell_mean_s": dwell[:K]},
+                            index=pd.RangeIndex(K, name="state"))
+
     def transitions(self):
         """Counts of state switches per recording: ``recording, from_state, to_state, count`` (a DataFrame).
 
