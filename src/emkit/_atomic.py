@@ -95,8 +95,9 @@ class Outputs:
         """A temporary path to write ``final`` into (checked: ``final`` must be replaceable)."""
         final = os.fspath(final)
         _check_destination(final)
-        tmp = _temporary_path(final)
-        self._pending.append((tmp, final))
+        with _sigint_deferred():  # a Ctrl-C between creating and recording it would leave the file behind
+            tmp = _temporary_path(final)
+            self._pending.append((tmp, final))
         return tmp
 
     def commit(self):
