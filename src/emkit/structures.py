@@ -69,7 +69,9 @@ class Mixture:
     def m_step(self, stats, params=None):
         weights = stats.resp + _EPS10
         weights = weights / weights.sum()
-        return MixtureParams(weights=weights, emission=self.emission.m_step(stats.emission))
+        # the current parameters let a family without a closed-form M-step take an improving step from them
+        return MixtureParams(weights=weights, emission=self.emission.m_step(
+            stats.emission, None if params is None else params.emission))
 
     def objective(self, stats, params):
         return stats.log_likelihood / stats.n_samples
