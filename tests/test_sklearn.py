@@ -177,7 +177,8 @@ EXPECTED_FAILURES = {
 }
 
 
-@parametrize_with_checks([GaussianMixture(2, random_state=0), KMeans(2, random_state=0)],
+@parametrize_with_checks([GaussianMixture(2, random_state=0), KMeans(2, random_state=0),
+                          emkit.BayesianGaussianMixture(2, random_state=0)],
                          expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_check_estimator(estimator, check):
     check(estimator)

@@ -15,12 +15,13 @@ _PUBLIC = {
     "ARHMM": "models.hmm", "CategoricalHMM": "models.hmm", "GaussianHMM": "models.hmm", "PoissonHMM": "models.hmm",
     "GaussianMixtureClassifier": "models.classifier", "HMMClassifier": "models.classifier",
     "KMeans": "models.kmeans", "GaussianMixture": "models.mixture",
+    "BayesianGaussianMixture": "models.bayesian_mixture",
     "ConvergenceWarning": "exceptions", "NotFittedError": "exceptions",
     "open_table": "sources", "StepSchedule": "em",
     "align_to": "selection", "match_states": "selection", "select": "selection", "state_stability": "selection",
 }
 
-__all__ = ["ARHMM", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture",
+__all__ = ["ARHMM", "BayesianGaussianMixture", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture",
            "GaussianMixtureClassifier", "HMMClassifier", "KMeans", "NotFittedError", "__version__", "align_to",
            "datasets", "load", "match_states", "open_table", "StepSchedule", "select", "selection",
            "state_stability"]

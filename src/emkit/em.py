@@ -351,6 +351,12 @@ def online_update(model, params, state, batch_stats, schedule=None):
                                    n_seen=n_seen)
 
 
+def stream_objective(model):
+    """The per-sample objective reported for mini-batches: ``model.stream_objective`` if the model
+    has one (when its ``objective`` is not per sample), else ``model.objective``."""
+    return getattr(model, "stream_objective", model.objective)
+
+
 def run_stochastic_em(model, params, batches, *, schedule, tol, max_iter, verbose=0, callback=None, init_index=0):
     """Stochastic EM: ``max_iter`` passes over the data in mini-batches.
 
@@ -372,7 +378,7 @@ def _run_stochastic_em(model, params, batches, schedule, tol, max_iter, verbose,
         total, weight = 0.0, 0.0
         for batch in batches(epoch):
             stats = batch.expectation(model, params)
-            total += model.objective(stats, params) * stats.n_samples
+            total += stream_objective(model)(stats, params) * stats.n_samples
             weight += stats.n_samples
             params, state = online_update(model, params, state, stats, schedule)
         new_lower = total / weight

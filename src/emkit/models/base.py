@@ -10,7 +10,7 @@ import numpy as np
 from .._base import BaseEstimator
 from .._progress import ProgressBar
 from .._validation import check_choice, check_float, check_int, check_random_state
-from ..em import StepSchedule, online_update, run_em, run_stochastic_em
+from ..em import StepSchedule, online_update, run_em, run_stochastic_em, stream_objective
 from ..collapse import ON_COLLAPSE
 from ..exceptions import CollapseWarning, ConvergenceWarning
 
@@ -135,7 +135,7 @@ class EMEstimator(BaseEstimator):
             params = self._init_params(source, rng)
         model = self._em_model_for(source.n_features)
         stats = source.expectation(model, params)
-        lower = model.objective(stats, params)
+        lower = stream_objective(model)(stats, params)
         params, state = online_update(model, params, state, stats, schedule)
         self._set_attributes(params)
         self._n_features = self.n_features_in_ = source.n_features

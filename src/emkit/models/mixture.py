@@ -159,6 +159,12 @@ class GaussianMixture(DensityMixin, EMEstimator):
 
     def _init_resp_stats(self, X, sw, rng, model):
         """Initial parameters from initial responsibilities (scikit-learn's scheme)."""
+        stats = self._init_statistics(X, sw, rng, model)
+        weights = stats.n + 10 * np.finfo(np.float64).eps
+        return weights / weights.sum(), model.emission.m_step(stats)
+
+    def _init_statistics(self, X, sw, rng, model):
+        """Gaussian statistics of the initial responsibilities (``init_params``) of the rows ``X``."""
         K = self.n_components
         n = X.shape[0]
         seeds, seed_sw = seeding_rows(X, K, sw)  # X itself when it has no NaN
@@ -185,17 +191,14 @@ class GaussianMixture(DensityMixin, EMEstimator):
                 resp[lab < 0] = 1.0 / K  # rows with nothing observed
             if swc is not None:
                 resp = resp * swc[:, None]
-            return resp.sum(axis=0), emission.moments(Xc, resp)
+            return emission.moments(Xc, resp)
 
         if labels is None:
             rng_resp = rng.uniform(size=(n, K))
             rng_resp /= rng_resp.sum(axis=1, keepdims=True)
         rows = chunk_rows(K, X.shape[1], self.chunk_size)
         parts = map_chunks(one, [(X[s], None if sw is None else sw[s], s.start) for s in row_slices(n, rows)])
-        nk = sum(p[0] for p in parts)
-        stats = sum((p[1] for p in parts[1:]), parts[0][1])
-        weights = nk + 10 * np.finfo(np.float64).eps
-        return weights / weights.sum(), emission.m_step(stats)
+        return sum(parts[1:], parts[0])
 
     def _init_params(self, source, rng):
         X, sw = source.sample(self.init_sample_size, rng)
@@ -399,9 +402,13 @@ class GaussianMixture(DensityMixin, EMEstimator):
         check_n_features(X, self.means_.shape[1])
         return X
 
-    def _log_resp(self, X):
+    def _scoring_model(self):
+        """``(model, params)`` that give the per-row log-likelihoods and responsibilities of ``_log_resp``."""
         emission, params = self._fitted_params()
-        mix = Mixture(emission)
+        return Mixture(emission), params
+
+    def _log_resp(self, X):
+        mix, params = self._scoring_model()
         rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
         parts = map_chunks(lambda s: mix.log_resp(params, X[s]), [(s,) for s in row_slices(X.shape[0], rows)])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
