@@ -254,3 +254,81 @@ def test_bad_input_is_refused_clearly():
         m.predict(Xn)
     with pytest.raises(ValueError, match="elbo"):
         m.bic(X)
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_elbo_is_the_exact_log_evidence_for_one_component(cov):
+    """One component, no reg_covar: q is the exact posterior, so elbo() is the Normal-Wishart log evidence."""
+    from scipy.special import multigammaln
+
+    rng = np.random.default_rng(0)
+    D = 1 if cov in ("diag", "spherical") else 2
+    X = rng.normal(1.0, 2.0, size=(7, D))
+    m0, b0, nu0 = np.full(D, 0.5), 0.7, D + 0.5
+    T0 = np.array([[1.5, 0.3], [0.3, 0.8]])[:D, :D]
+    prior = {"full": T0, "tied": T0, "diag": np.diag(T0), "spherical": float(T0[0, 0])}[cov]
+    m = BayesianGaussianMixture(1, covariance_type=cov, weight_concentration_prior_type="dirichlet_distribution",
+                                reg_covar=0.0, mean_prior=m0, mean_precision_prior=b0, degrees_of_freedom_prior=nu0,
+                                covariance_prior=prior, tol=1e-12, max_iter=3).fit(X)
+    # Murphy (2007), eq. 266: the marginal likelihood of a Normal-Wishart model, T the Wishart scale inverse
+    n, xbar = X.shape[0], X.mean(axis=0)
+    S = (X - xbar).T @ (X - xbar)
+    bn, nun = b0 + n, nu0 + n
+    Tn = T0 + S + b0 * n / bn * np.outer(xbar - m0, xbar - m0)
+    exact = (-n * D / 2 * np.log(np.pi) + multigammaln(nun / 2, D) - multigammaln(nu0 / 2, D)
+             + nu0 / 2 * np.linalg.slogdet(T0)[1] - nun / 2 * np.linalg.slogdet(Tn)[1] + D / 2 * np.log(b0 / bn))
+    assert m.elbo() == pytest.approx(exact, rel=1e-10)
+
+
+def test_select_ranks_by_elbo():
+    rng = np.random.default_rng(7)
+    X = np.concatenate([rng.normal(c, 0.6, size=(100, 3)) for c in CENTRES])
+    template = BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_distribution", max_iter=300,
+                                       random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = emkit.select(template, X, [1, 2, 4, 6], criterion="elbo", return_models=True)
+    t = sel.table.set_index("n_components")
+    for k, m in sel.models.items():
+        assert t.loc[k, "elbo"] == pytest.approx(m.elbo())
+        assert t.loc[k, "n_effective"] == m.n_effective_components()
+    assert list(sel.table["elbo"]) == sorted(sel.table["elbo"], reverse=True)  # higher is better
+    assert sel.best_n_components == 4 and not sel.lower_is_better
+    assert t.loc[6, "n_effective"] == 4  # the surplus components are switched off
+    with pytest.raises(ValueError, match="elbo"):
+        emkit.select(emkit.GaussianMixture(), X, [1, 2], criterion="elbo")
+    with pytest.raises(ValueError, match="elbo"):
+        emkit.select(template, X, [1, 2], criterion="bic")
+
+
+def test_cli_fit_select_report_show_effective_components(tmp_path, capsys):
+    import json
+
+    from emkit.cli import main
+
+    rng = np.random.default_rng(7)
+    X = np.concatenate([rng.normal(c, 0.6, size=(80, 3)) for c in CENTRES])
+    csv = tmp_path / "x.csv"
+    np.savetxt(csv, X, delimiter=",", header="a,b,c", comments="")
+    out = tmp_path / "fit"
+    assert main(["fit", str(csv), "--model", "bayesian-gmm", "-k", "10", "--seed", "0", "--max-iter", "300",
+                 "--json", "-o", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "BayesianGaussianMixture" and info["n_effective_components"] == 4
+    assert np.isfinite(info["elbo"]) and len(info["weights"]) == 10
+    model = emkit.load(out / "model.npz")
+    assert model.n_effective_components() == 4
+    assert main(["fit", str(csv), "--model", "bayesian-gmm", "-k", "10", "--seed", "0", "--max-iter", "300",
+                 "-o", str(out)]) == 0
+    assert "4 of 10 components effective (weight > 0.01)" in capsys.readouterr().out
+    assert main(["score", str(out / "model.npz"), "--data", str(csv), "--json"]) == 0
+    assert np.isfinite(json.loads(capsys.readouterr().out)["score"])
+    sel = tmp_path / "sel"
+    assert main(["select", str(csv), "--model", "bayesian-gmm", "-k", "2,4,6", "--criterion", "elbo", "--seed", "0",
+                 "--max-iter", "300", "--json", "-o", str(sel)]) == 0
+    assert json.loads(capsys.readouterr().out)["best_n_components"] == 4
+    html = tmp_path / "report.html"
+    assert main(["report", str(out / "model.npz"), "--data", str(csv), "--selection", str(sel / "selection.csv"),
+                 "-o", str(html)]) == 0
+    text = html.read_text()
+    assert "effective components (weight &gt; 0.01)" in text and "evidence lower bound" in text

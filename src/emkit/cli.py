@@ -21,6 +21,7 @@ from ._atomic import Outputs
 
 MODELS = {
     "gmm": "GaussianMixture",
+    "bayesian-gmm": "BayesianGaussianMixture",
     "kmeans": "KMeans",
     "gaussian-hmm": "GaussianHMM",
     "categorical-hmm": "CategoricalHMM",
@@ -152,7 +153,7 @@ def build_model(args):
     if args.model == "kmeans":
         common.pop("tol", None)
         return cls(k, **common)
-    if args.model == "gmm":
+    if args.model in ("gmm", "bayesian-gmm"):
         return cls(k, covariance_type=args.covariance_type or "full", **common)
     hmm = dict(kappa=args.kappa, **common)
     if args.model == "gaussian-hmm":
@@ -209,25 +210,33 @@ def describe(model, data, labels):
             lines.append(f"  {k:>7d}  {counts[k]:<6d} " + "  ".join(f"{c:>10.4g}" for c in model.cluster_centers_[k]))
         return lines, info
     X = _X_for(model, data.X)
-    if _is_hmm(model):
-        total = float(model.score(X, data.lengths))
-        bic, aic = float(model.bic(X, data.lengths)), float(model.aic(X, data.lengths))
+    status = f"  {'converged' if model.converged_ else 'NOT converged'} after {model.n_iter_} iterations; "
+    if callable(getattr(model, "elbo", None)):  # a variational posterior: an ELBO, not a likelihood
+        elbo, effective = model.elbo(), model.n_effective_components()
+        info.update(elbo=elbo, lower_bound=float(model.lower_bound_), n_effective_components=effective,
+                    effective_weight_threshold=0.01, converged=bool(model.converged_), n_iter=int(model.n_iter_))
+        lines.append(status + f"evidence lower bound {elbo:.6g}; {effective} of {K} components effective "
+                     "(weight > 0.01)")
     else:
-        total = float(model.score(X) * X.shape[0])
-        bic, aic = float(model.bic(X)), float(model.aic(X))
-    info.update(log_likelihood=total, mean_log_likelihood=total / X.shape[0], bic=bic, aic=aic,
-                converged=bool(model.converged_), n_iter=int(model.n_iter_))
-    lines.append(f"  {'converged' if model.converged_ else 'NOT converged'} after {model.n_iter_} iterations; "
-                 f"log-likelihood {total:.6g} ({total / X.shape[0]:.4f} per row); BIC {bic:.2f}; AIC {aic:.2f}")
-    if name == "GaussianMixture" or name == "GaussianHMM":
+        if _is_hmm(model):
+            total = float(model.score(X, data.lengths))
+            bic, aic = float(model.bic(X, data.lengths)), float(model.aic(X, data.lengths))
+        else:
+            total = float(model.score(X) * X.shape[0])
+            bic, aic = float(model.bic(X)), float(model.aic(X))
+        info.update(log_likelihood=total, mean_log_likelihood=total / X.shape[0], bic=bic, aic=aic,
+                    converged=bool(model.converged_), n_iter=int(model.n_iter_))
+        lines.append(status + f"log-likelihood {total:.6g} ({total / X.shape[0]:.4f} per row); BIC {bic:.2f}; "
+                     f"AIC {aic:.2f}")
+    if name in ("GaussianMixture", "BayesianGaussianMixture", "GaussianHMM"):
         cov_type = model.covariance_type
-        covars = model.covariances_ if name == "GaussianMixture" else model.covars_
+        covars = model.covars_ if name == "GaussianHMM" else model.covariances_
         full = COVARIANCE_TYPES[cov_type].full_covariances(np.asarray(covars), K, model.means_.shape[1])
         sds = np.sqrt(np.diagonal(full, axis1=1, axis2=2))
-        weight = model.weights_ if name == "GaussianMixture" else counts / counts.sum()
+        weight = counts / counts.sum() if name == "GaussianHMM" else model.weights_
         info.update(covariance_type=cov_type, weights=np.asarray(weight).tolist(), means=model.means_.tolist())
         lines.append(f"  covariance {cov_type}")
-        lines.append(f"  {'component' if name == 'GaussianMixture' else 'state':>9s}  {'weight':>6s}  n     "
+        lines.append(f"  {'state' if name == 'GaussianHMM' else 'component':>9s}  {'weight':>6s}  n     "
                      + "  ".join(f"{n:>18s}" for n in data.names))
         for k in range(K):
             cells = "  ".join(f"{m:>9.4g} ± {s:<6.3g}" for m, s in zip(model.means_[k], sds[k]))
@@ -405,6 +414,12 @@ def cmd_score(args):
         inertia = -model.score(X)
         info = {"model": name, "n_samples": int(X.shape[0]), "inertia": float(inertia)}
         _emit(args, [f"{name}: inertia {inertia:.6g} on {X.shape[0]} rows"], info)
+        return 0
+    if callable(getattr(model, "elbo", None)):  # no likelihood, no BIC: the score under the posterior's expectations
+        mean = float(model.score(X))
+        info = {"model": name, "n_samples": int(X.shape[0]), "score": mean}
+        _emit(args, [f"{name}: score {mean:.5f} per row (log-normaliser of the variational responsibilities) "
+                     f"on {X.shape[0]} rows"], info)
         return 0
     if _is_hmm(model):
         if data.lengths is None:
@@ -596,8 +611,8 @@ def _labelled_data(args, label_required):
 def _build_classifier(args):
     import emkit
 
-    if args.model == "kmeans":
-        raise UserError("--model kmeans has no likelihood to classify with; use gmm or an HMM")
+    if args.model in ("kmeans", "bayesian-gmm"):
+        raise UserError(f"classify supports --model gmm or an HMM; got --model {args.model}")
     flags = dict(ambiguity_threshold=args.ambiguity_threshold, anomaly_quantile=args.anomaly_quantile)
     if args.model == "gmm":
         return emkit.GaussianMixtureClassifier(args.n_components, covariance_type=args.covariance_type or "full",
@@ -801,7 +816,8 @@ def build_parser():
     _add_data_options(p)
     _add_model_options(p, k_help="candidates: a range like 1-8 or a list like 2,4,8 (default 1-8)")
     p.set_defaults(n_components="1-8")
-    p.add_argument("--criterion", choices=("bic", "aic", "icl", "heldout"), default="bic")
+    p.add_argument("--criterion", choices=("bic", "aic", "icl", "heldout", "elbo"), default="bic",
+                   help="bic, aic, icl (lower is better), heldout or elbo (higher is better; --model bayesian-gmm)")
     p.add_argument("-o", "--output", default="emkit-out", help="output directory (default emkit-out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_select)

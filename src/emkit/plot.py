@@ -664,7 +664,7 @@ def _table_columns(table):
 
 
 _LOWER = ("bic", "aic", "aicc", "icl", "inertia")
-_HIGHER = ("heldout", "loglik", "log_likelihood", "likelihood", "score", "lower_bound")
+_HIGHER = ("heldout", "loglik", "log_likelihood", "likelihood", "score", "lower_bound", "elbo")
 
 
 def _higher_is_better(criterion):

@@ -354,6 +354,12 @@ def _summary_section(model, kind, X, lengths, feature_names):
         rows.append(["inertia (sum of squared distances)", float(model.inertia_)])
         rows.append(["inertia on these data", -float(model.score(X))])
         rows.append(["iterations", int(model.n_iter_)])
+    elif callable(getattr(model, "elbo", None)):  # a variational posterior: an ELBO and effective components
+        rows.append(["evidence lower bound (ELBO, higher is better)", float(model.elbo())])
+        rows.append(["lower bound as scikit-learn defines it", float(model.lower_bound_)])
+        rows.append(["effective components (weight > 0.01)", int(model.n_effective_components())])
+        rows.append(["converged", bool(model.converged_)])
+        rows.append(["iterations", int(model.n_iter_)])
     else:
         if kind == "hmm":
             total = float(model.score(X, lengths))

@@ -67,9 +67,10 @@ __all__ = ["CRITERIA", "Selection", "StateMatch", "align_to", "bhattacharyya_mat
            "state_stability"]
 
 #: Criteria accepted by :func:`select`, and whether lower values are better.
-CRITERIA = {"bic": True, "aic": True, "icl": True, "heldout": False}
+CRITERIA = {"bic": True, "aic": True, "icl": True, "heldout": False, "elbo": False}
 
-_CRITERION_NAMES = {"bic": "BIC", "aic": "AIC", "icl": "ICL", "heldout": "held-out mean log-likelihood per row"}
+_CRITERION_NAMES = {"bic": "BIC", "aic": "AIC", "icl": "ICL", "heldout": "held-out mean log-likelihood per row",
+                   "elbo": "evidence lower bound"}
 
 #: Hyperparameters whose value, when an array, has one entry per state.
 _STATE_SHAPED_PARAMS = ("startprob_prior", "transmat_prior", "emissionprob_prior")
@@ -101,14 +102,16 @@ class Selection:
 
         ``n_components``
             The number of states (clusters for KMeans).
-        ``<criterion>`` (``bic``, ``aic``, ``icl`` or ``heldout``)
-            The criterion: BIC/AIC/ICL (lower is better) or the held-out mean
-            log-likelihood per row (higher is better).
+        ``<criterion>`` (``bic``, ``aic``, ``icl``, ``heldout`` or ``elbo``)
+            The criterion: BIC/AIC/ICL (lower is better), the held-out mean
+            log-likelihood per row or the evidence lower bound (higher is better).
         ``entropy`` (ICL only)
             Entropy of the state posteriors, summed over rows (``icl = bic + 2 entropy``).
         ``mean_loglik``
             Mean log-likelihood per row of the data the model was fitted on (for
             ``"heldout"`` the training split).  For KMeans: minus the inertia per row.
+        ``n_effective`` (models with ``n_effective_components()``)
+            Components of weight above 1% (the others are switched off by the prior).
         ``n_parameters``
             Free parameters counted by the criteria (for KMeans: the centre coordinates).
         ``converged``, ``n_iter``
@@ -141,7 +144,7 @@ class Selection:
 
     @property
     def lower_is_better(self):
-        """Whether lower criterion values are better (False only for ``"heldout"``)."""
+        """Whether lower criterion values are better (False for ``"heldout"`` and ``"elbo"``)."""
         return CRITERIA[self.criterion]
 
     def __repr__(self):
@@ -253,7 +256,9 @@ def _entropy(resp):
 
 
 def _criterion(est, kind, criterion, X, lengths):
-    """(value, entropy or None) of bic/aic/icl on X."""
+    """(value, entropy or None) of bic/aic/icl/elbo on X."""
+    if criterion == "elbo":
+        return float(est.elbo()), None
     if criterion == "aic":
         return float(est.aic(X, lengths) if kind == "hmm" else est.aic(X)), None
     bic = float(est.bic(X, lengths) if kind == "hmm" else est.bic(X))
@@ -334,7 +339,7 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
     X : array-like (n, D), or a list of arrays (n_i, D) (one per sequence, HMMs only)
     n_components : iterable of int, default=range(1, 9)
         Candidate numbers of states, each >= 1 (a single int is accepted).
-    criterion : {"bic", "aic", "icl", "heldout"}, default="bic"
+    criterion : {"bic", "aic", "icl", "heldout", "elbo"}, default="bic"
         * ``"bic"``, ``"aic"``: the models' own ``bic``/``aic`` on ``X`` (lower is better).
         * ``"icl"``: integrated completed likelihood, ``bic + 2 * entropy`` where
           ``entropy = -sum_n sum_k r_nk log r_nk`` of the state posteriors ``r``
@@ -342,6 +347,11 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
           ``p(z_t | X)`` are used: the usual approximation, which sums the per-frame
           entropies and so over-states the entropy of the posterior over whole state
           paths (by the mutual information between frames).
+        * ``"elbo"``: the evidence lower bound of a variational model on ``X`` (its ``elbo()``,
+          with the constants that depend on the number of components; higher is better), for
+          :class:`~emkit.BayesianGaussianMixture` and other models with a variational posterior.
+          Such models also switch surplus components off, so the table gains ``n_effective``
+          (components of weight above 1%).
         * ``"heldout"``: fit on a training split, report the mean log-likelihood per row of
           the held-out split (higher is better).  Mixtures and KMeans hold out a random
           ``heldout_fraction`` of the rows; HMMs hold out whole sequences (a random
@@ -401,6 +411,10 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
     if not isinstance(criterion, str) or criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}")
     candidates = _check_n_components(n_components)
+    if criterion == "elbo" and not callable(getattr(model, "elbo", None)):
+        raise ValueError(f"criterion='elbo' needs a model with a variational lower bound (an elbo() method, such as "
+                         f"BayesianGaussianMixture); {type(model).__name__} has none: use 'bic', 'aic', 'icl' or "
+                         "'heldout'")
     if kind == "kmeans" and criterion != "heldout":
         raise ValueError(f"criterion={criterion!r} needs a likelihood, which KMeans does not define; use "
                          "criterion='heldout' (held-out inertia) or GaussianMixture(covariance_type='spherical')")
@@ -454,6 +468,8 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
             if criterion == "icl":
                 row["entropy"] = ent
         row["mean_loglik"] = _total_loglik(est, kind, X_fit, len_fit) / X_fit.shape[0]
+        if callable(getattr(est, "n_effective_components", None)):
+            row["n_effective"] = int(est.n_effective_components())
         row["n_parameters"] = _n_parameters(est, kind, X_fit)
         conv = getattr(est, "converged_", None)
         row["converged"] = None if conv is None else bool(conv)
@@ -473,7 +489,7 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
     table["rank"] = values.rank(method="min", ascending=CRITERIA[criterion], na_option="bottom").astype(int)
     table = table.sort_values(["rank", "n_components"], kind="stable").reset_index(drop=True)
     for col in ("n_parameters", "n_iter", "recovered", "collapsed"):
-        if table[col].notna().all():
+        if col in table and table[col].notna().all():
             table[col] = table[col].astype(int)
     if criterion == "heldout":
         table.attrs["n_train"] = int(X_fit.shape[0])

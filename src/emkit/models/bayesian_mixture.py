@@ -215,6 +215,40 @@ class VariationalMixture(Mixture):
         return (-resp_log_resp - log_wishart - log_norm_weight
                 - 0.5 * D * float(np.sum(np.log(params.mean_precision))))
 
+    def prior_normalizers(self, n_components, n_features):
+        """The log normalisers of the priors, which scikit-learn's bound leaves out (they depend on K).
+
+        ``K (log B(W_0, nu_0) + D/2 log beta_0)`` (the Wishart normaliser as scikit-learn writes it,
+        ``K`` times for tied covariances as in its bound) plus the weight prior's: ``log Gamma(K
+        gamma) - K log Gamma(gamma)`` (Dirichlet) or ``K log gamma`` (the K Beta(1, gamma) sticks).
+        """
+        pr, K, D = self.priors, n_components, n_features
+        cp = np.asarray(pr.covariance, dtype=np.float64)
+        name = self.emission.cov.name
+        if name in ("full", "tied"):
+            log_det_cov = 2.0 * np.sum(np.log(np.diag(np.linalg.cholesky(cp))))
+        elif name == "diag":
+            log_det_cov = float(np.sum(np.log(cp)))
+        else:
+            log_det_cov = D * math.log(float(cp))
+        wishart = float(np.sum(_log_wishart_norm(pr.degrees_of_freedom, -0.5 * log_det_cov, D)))
+        if pr.weight_concentration_prior_type == "dirichlet_process":
+            weights = K * math.log(pr.weight_concentration)
+        else:
+            weights = float(gammaln(K * pr.weight_concentration) - K * gammaln(pr.weight_concentration))
+        return K * (wishart + 0.5 * D * math.log(pr.mean_precision)) + weights
+
+    def elbo(self, lower_bound, params):
+        """The evidence lower bound with every constant, from scikit-learn's ``lower_bound``.
+
+        ``lower_bound + prior_normalizers - N D/2 log(2 pi)``: with it, bounds of models with
+        different numbers of components are comparable (and for one component and no ``reg_covar``
+        it is the exact log evidence).
+        """
+        K, D = params.emission.means.shape
+        n = float(np.sum(params.mean_precision - self.priors.mean_precision)) - K * _EPS10
+        return lower_bound + self.prior_normalizers(K, D) - 0.5 * n * D * math.log(2.0 * math.pi)
+
     def objective(self, stats, params):
         return self.lower_bound(stats.resp_log_resp, self.m_step(stats, params))
 
@@ -531,7 +565,35 @@ class BayesianGaussianMixture(GaussianMixture):
                 raise ValueError(f"the first partial_fit batch must have at least n_components="
                                  f"{self.n_components} rows; got {source.n_rows}")
             self._set_priors(source)
-        return super().partial_fit(X, sample_weight=sample_weight, schedule=schedule)
+        super().partial_fit(X, sample_weight=sample_weight, schedule=schedule)
+        self._batch_bound = False
+        return self
+
+    def fit(self, X, y=None, sample_weight=None, callback=None, *, algorithm="em", batch_size=None, schedule=None,
+            progress=None):
+        """Fit by variational inference (``n_init`` restarts, best kept); see :meth:`GaussianMixture.fit`.
+
+        ``algorithm="stochastic"`` is stochastic variational inference over mini-batches.
+        """
+        super().fit(X, y, sample_weight, callback, algorithm=algorithm, batch_size=batch_size, schedule=schedule,
+                    progress=progress)
+        self._batch_bound = algorithm == "em"
+        return self
+
+    def elbo(self):
+        """Evidence lower bound of the training data, with all the constants ``lower_bound_`` leaves out.
+
+        ``lower_bound_`` is scikit-learn's bound, which drops terms that depend on the number of
+        components (the priors' normalisers); ``elbo()`` adds them back (and ``-N D/2 log 2 pi``),
+        so that models with different ``n_components`` can be compared: this is what
+        ``emkit.select(..., criterion="elbo")`` ranks (higher is better).  Needs a batch fit
+        (``algorithm="em"``): stochastic fits and ``partial_fit`` do not compute the bound.
+        """
+        self._check_is_fitted(["lower_bound_", "mean_precision_"])
+        if not getattr(self, "_batch_bound", True):
+            raise ValueError("elbo() needs a batch fit (fit with algorithm='em'); after partial_fit or "
+                             "algorithm='stochastic' lower_bound_ is the mean expected log normaliser of a batch")
+        return float(self._em_model().elbo(float(self.lower_bound_), self._params_from_attributes()))
 
     def n_effective_components(self, threshold=EFFECTIVE_WEIGHT):
         """Number of components whose weight exceeds ``threshold`` (default 0.01)."""
