@@ -148,7 +148,8 @@ class VariationalMixture(Mixture):
         else:
             resp *= sample_weight[:, None]
             ll, rlr, n = float(sample_weight @ log_norm), float(sample_weight @ rlr), float(sample_weight.sum())
-        return VariationalMixtureStats(resp=resp.sum(axis=0), emission=self.emission.statistics(params.emission, X, resp),
+        return VariationalMixtureStats(resp=resp.sum(axis=0),
+                                       emission=self.emission.statistics(params.emission, X, resp),
                                        log_likelihood=ll, n_samples=n, resp_log_resp=rlr)
 
     # -- M-step ---------------------------------------------------------------------------
@@ -255,14 +256,11 @@ class VariationalMixture(Mixture):
     def stream_objective(self, stats, params):
         return stats.log_likelihood / stats.n_samples
 
-    def collapsed(self, stats, params):  # surplus components are switched off, not re-seeded
-        return np.asarray(stats.resp, dtype=np.float64), {}
-
 
 class _DataMoments:
     """A one-pass model whose statistics are the data's weighted mean and scatter (for default priors)."""
 
-    def __init__(self, n_features):
+    def __init__(self):
         self.emission = GaussianEmission(1, "full")
 
     def e_step(self, center, X, sample_weight=None):
@@ -278,7 +276,7 @@ def _data_mean_covariance(source, rng):
     center = np.asarray(X, dtype=np.float64).mean(axis=0)
     if not np.all(np.isfinite(center)):
         raise ValueError(_NAN_MESSAGE)
-    s = source.expectation(_DataMoments(source.n_features), center)
+    s = source.expectation(_DataMoments(), center)
     n = float(s.n[0])
     if not n > 1.0:
         raise ValueError(f"the default mean_prior and covariance_prior are the data's mean and covariance, which "
