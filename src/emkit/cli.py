@@ -212,11 +212,14 @@ def describe(model, data, labels):
     X = _X_for(model, data.X)
     status = f"  {'converged' if model.converged_ else 'NOT converged'} after {model.n_iter_} iterations; "
     if callable(getattr(model, "elbo", None)):  # a variational posterior: an ELBO, not a likelihood
-        elbo, effective = model.elbo(), model.n_effective_components()
-        info.update(elbo=elbo, lower_bound=float(model.lower_bound_), n_effective_components=effective,
-                    effective_weight_threshold=0.01, converged=bool(model.converged_), n_iter=int(model.n_iter_))
-        lines.append(status + f"evidence lower bound {elbo:.6g}; {effective} of {K} components effective "
-                     "(weight > 0.01)")
+        elbo = model.elbo()
+        info.update(elbo=elbo, lower_bound=float(model.lower_bound_), converged=bool(model.converged_),
+                    n_iter=int(model.n_iter_))
+        lines.append(status + f"evidence lower bound {elbo:.6g}")
+        if callable(getattr(model, "n_effective_components", None)):
+            effective = model.n_effective_components()
+            info.update(n_effective_components=effective, effective_weight_threshold=0.01)
+            lines[-1] += f"; {effective} of {K} components effective (weight > 0.01)"
     else:
         if _is_hmm(model):
             total = float(model.score(X, data.lengths))
