@@ -22,8 +22,13 @@ log-likelihood ``J``:
   :func:`emkit.emissions.improving_step`, which halves it until ``J`` does not decrease.
 
 ``df`` fixes the degrees of freedom (then only ``mu`` and ``Sigma`` are learned) and
-``shared_df`` makes all states share one ``nu``.  Missing values (NaN) are not handled: they
-are refused with a clear error.
+``shared_df`` makes all states share one ``nu``.
+
+Missing values (NaN) are integrated out exactly: a marginal of a multivariate t is a t with the
+same degrees of freedom over the observed coordinates ``o``, and given them ``u`` has shape
+``(nu + D_o)/2`` and rate ``(nu + delta_o)/2`` while a missing block is conditionally Gaussian
+with covariance ``Sigma_m|o / u``; its statistics use the conditional moments of the Gaussian
+family (:mod:`emkit.emissions.gaussian`).
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
 from scipy.special import digamma, gammaln, polygamma
 
 from .._validation import check_array, check_choice, check_float
 from ..stats import Stats
-from .gaussian import COVARIANCE_TYPES, LOG_2PI, GaussianEmission, GaussianParams, GaussianStats
-from .missing import has_nan
+from .gaussian import _SINGULAR_MESSAGE, COVARIANCE_TYPES, GaussianEmission, GaussianParams, GaussianStats
+from .missing import missing_patterns
 
 #: Range of the learned degrees of freedom: below, the density is too peaked to be useful; above,
 #: the t is a Gaussian to within rounding and the likelihood is flat in ``nu``.
@@ -46,9 +52,6 @@ INITIAL_DF = 10.0
 #: Newton iterations on ``log nu`` per M-step: at most this many, stopped when the step is below ``_NEWTON_TOL``.
 _NEWTON_MAX_ITER = 50
 _NEWTON_TOL = 1e-10
-
-_NO_MISSING = ("StudentT emissions do not handle missing values (NaN) in X; remove or impute the rows with NaN, "
-               "or use Gaussian emissions, which integrate them out")
 
 
 @dataclass(frozen=True)
@@ -212,12 +215,12 @@ class StudentT:
 
     Parameters of the states: ``means`` (K, D), ``covariances`` (the scale matrices, compact
     shape of the covariance type) and ``dfs`` (K,); ``learn`` names ``"means"``, ``"covars"``
-    and ``"dfs"``.  Missing values (NaN) are refused.
+    and ``"dfs"``.  Missing values (NaN) are integrated out exactly.
     """
 
     param_names = ("means", "covars", "dfs")
     attributes = {"means": "means", "covariances": "covariances", "dfs": "dfs"}
-    handles_missing = False
+    handles_missing = True
     n_components = None
 
     def __init__(self, covariance_type="full", df=None, shared_df=False, reg_covar=1e-6):
@@ -248,51 +251,120 @@ class StudentT:
 
     # -- data ---------------------------------------------------------------------------------------
     def check_data(self, X):
-        return check_array(X, "X")
+        return check_array(X, "X", allow_nan=True)
 
     def prepare(self, X, lengths=None):
         return X
 
     def _mahalanobis(self, params, X):
-        if has_nan(X):
-            raise ValueError(_NO_MISSING)
+        """Squared Mahalanobis distances (n, K) of rows without NaN."""
         if self.cov.direct:
             return self.cov.mahalanobis(np.asarray(X, dtype=np.float64), params.means, params.precisions_cholesky)
         c = params.means.mean(axis=0)
         return self.cov.mahalanobis(np.subtract(X, c, dtype=np.float64), params.means - c, params.precisions_cholesky)
 
+    def _observed(self, params, X, miss):
+        """Terms of the density of the observed coordinates of each row.
+
+        Returns ``delta`` (n, K), the squared Mahalanobis distance over the observed coordinates
+        in the marginal scale ``Sigma_oo``; ``log_det`` (n, K), ``-1/2 log det Sigma_oo``; and
+        ``d_obs`` (n,) the number of observed coordinates.
+        """
+        n, D = X.shape
+        K = params.means.shape[0]
+        full_log_det = self.cov.log_det_cholesky(params.precisions_cholesky, D)
+        if miss is None:
+            return self._mahalanobis(params, X), np.broadcast_to(full_log_det, (n, K)), np.full(n, float(D))
+        idx, starts, observed = miss
+        complete = np.ones(n, dtype=bool)
+        complete[idx] = False
+        delta, log_det, d_obs = np.empty((n, K)), np.empty((n, K)), np.full(n, float(D))
+        if complete.any():
+            delta[complete] = self._mahalanobis(params, X[complete])
+            log_det[complete] = full_log_det
+        full = np.asarray(self.cov.full_covariances(params.covariances, K, D))
+        full = np.broadcast_to(full, (K, D, D))
+        for p in range(len(starts) - 1):
+            rows = idx[starts[p]:starts[p + 1]]
+            o = np.flatnonzero(observed[p])
+            d_obs[rows] = o.size
+            if o.size == 0:  # nothing observed: density 1
+                delta[rows], log_det[rows] = 0.0, 0.0
+                continue
+            Xo = X[np.ix_(rows, o)]
+            for k in range(K):
+                try:
+                    L = linalg.cholesky(full[k][np.ix_(o, o)], lower=True)
+                except linalg.LinAlgError:
+                    raise ValueError(_SINGULAR_MESSAGE.format(reg=self.reg_covar)) from None
+                z = linalg.solve_triangular(L, (Xo - params.means[k, o]).T, lower=True)
+                delta[rows, k] = np.einsum("ij,ij->j", z, z)
+                log_det[rows, k] = -np.log(np.diag(L)).sum()
+        return delta, log_det, d_obs
+
     # -- E-step -------------------------------------------------------------------------------------
     def log_likelihood(self, params, X):
-        """``log t(x_n | mu_k, Sigma_k, nu_k)``, (n, K)."""
-        D = X.shape[1]
-        delta = self._mahalanobis(params, X)
+        """``log t(x_n[o] | mu_k[o], Sigma_k[o, o], nu_k)``, (n, K), ``o`` the observed coordinates.
+
+        A marginal of a multivariate t is a t with the same degrees of freedom, so missing
+        coordinates (NaN) are integrated out exactly; a row with nothing observed gets 0.
+        """
+        miss = missing_patterns(X)
         nu = params.dfs
-        const = (gammaln(0.5 * (nu + D)) - gammaln(0.5 * nu) - 0.5 * D * (np.log(nu) + np.log(np.pi))
-                 + self.cov.log_det_cholesky(params.precisions_cholesky, D))
-        out = np.log1p(delta / nu)
-        out *= -0.5 * (nu + D)
-        out += const
-        return out
+        if miss is None:
+            D = X.shape[1]
+            out = np.log1p(self._mahalanobis(params, X) / nu)
+            out *= -0.5 * (nu + D)
+            out += (gammaln(0.5 * (nu + D)) - gammaln(0.5 * nu) - 0.5 * D * (np.log(nu) + np.log(np.pi))
+                    + self.cov.log_det_cholesky(params.precisions_cholesky, D))
+            return out
+        delta, log_det, d_obs = self._observed(params, X, miss)
+        d = d_obs[:, None]
+        return (gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * (np.log(nu) + np.log(np.pi)) + log_det
+                - 0.5 * (nu + d) * np.log1p(delta / nu))
 
     def statistics(self, params, X, weights):
         """Statistics of ``X`` (n, D) with responsibilities ``weights`` (n, K).
 
-        With ``params`` None (the seeding pass) the latent scales are taken as 1 (Gaussian moments).
+        With ``params`` None (the seeding pass) the latent scales are taken as 1 (Gaussian
+        moments).  For a row with missing coordinates, given its observed ones ``o`` and the
+        state: ``u`` has ``E[u] = (nu + D_o) / (nu + delta_o)``, a missing block has conditional
+        mean ``mu_m|o`` (as for a Gaussian with covariance ``Sigma``) and
+        ``E[u x_m x_m^T] = E[u] mu_m|o mu_m|o^T + Sigma_m|o``.
         """
         n = weights.sum(axis=0, dtype=np.float64)
         if params is None:
-            if has_nan(X):
-                raise ValueError(_NO_MISSING)
             return StudentTStats(n=n, moments=self._gaussian.statistics(None, X, weights), sdf=np.zeros_like(n))
-        D = X.shape[1]
-        delta = self._mahalanobis(params, X)
+        miss = missing_patterns(X)
         nu = params.dfs
-        half = 0.5 * (nu + delta)
-        u = 0.5 * (nu + D) / half
-        # E[log u] - E[u] + 1, with log(u) - u + 1 computed as log1p(u - 1) - (u - 1)
-        sdf = np.einsum("nk,nk->k", weights, np.log1p(u - 1.0) - (u - 1.0))
-        sdf += n * (digamma(0.5 * (nu + D)) - np.log(0.5 * (nu + D)))
-        moments = self._gaussian.statistics(params.gaussian, X, weights * u)
+        if miss is None:  # every row has all D coordinates: the shape of u is one number per state
+            a = 0.5 * (nu + X.shape[1])
+            u = self._mahalanobis(params, X)
+        else:
+            delta, _, d_obs = self._observed(params, X, miss)
+            a = 0.5 * (nu + d_obs[:, None])  # (n, K)
+            u = delta
+        # u = E[u] = a / ((nu + delta) / 2), in place
+        u += nu
+        np.divide(2.0 * a, u, out=u)
+        # E[log u] - E[u] + 1 = (psi(a) - log a) + (log u - u + 1), the last as log1p(u - 1) - (u - 1)
+        um1 = u - 1.0
+        g = np.log1p(um1)
+        g -= um1
+        if miss is None:
+            sdf = np.einsum("nk,nk->k", weights, g) + n * (digamma(a) - np.log(a))
+        else:
+            g += digamma(a) - np.log(a)
+            sdf = np.einsum("nk,nk->k", weights, g)
+        W = weights * u
+        gauss = self._gaussian
+        if miss is None:
+            moments = gauss.statistics(params.gaussian, X, W)
+        else:
+            moments = gauss.moments(X, W, params.means, params.gaussian, miss)
+            # the moments weigh the conditional covariance by r E[u]; E[u x_m x_m^T] weighs it by r alone
+            _, cond = gauss._filled(X, weights - W, np.zeros_like(params.means), params.gaussian, miss)
+            moments.sxx = moments.sxx + self.cov.stack([self.cov.conditional(c) for c in cond])
         return StudentTStats(n=n, moments=moments, sdf=np.minimum(sdf, 0.0))
 
     # -- M-step -------------------------------------------------------------------------------------
