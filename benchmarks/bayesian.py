@@ -49,8 +49,9 @@ def fitters(resp):
             self._initialize(X, resp)
 
     class EmkitFromResp(emkit.BayesianGaussianMixture):
-        def _init_statistics(self, X, sw, rng, model):
-            return model.emission.moments(X, resp)
+        def _init_statistics(self, X, sw, rng, model):  # chunked, as emkit's own initialisation
+            parts = [model.emission.moments(X[s:s + 4096], resp[s:s + 4096]) for s in range(0, X.shape[0], 4096)]
+            return sum(parts[1:], parts[0])
 
     def fit_sklearn(X, cov, k, iters):
         return SkFromResp(n_components=k, covariance_type=cov, tol=0, max_iter=iters).fit(X)
