@@ -754,12 +754,15 @@ def _add_data_options(p, positional=True):
                    help="frames per second: durations, times, plots and tables in seconds")
 
 
-def _add_model_options(p, k_help="number of components/states/clusters"):
-    from .emissions.gaussian import COVARIANCE_TYPES
+#: The covariance types of ``emkit.emissions.gaussian.COVARIANCE_TYPES``, named here so that building the
+#: parser (``emkit --help``) imports no compiled code
+COVARIANCE_TYPE_NAMES = ("diag", "full", "spherical", "tied")
 
+
+def _add_model_options(p, k_help="number of components/states/clusters"):
     p.add_argument("--model", choices=list(MODELS), default="gmm", help="model to fit (default gmm)")
     p.add_argument("-k", "--n-components", default="2", help=k_help)
-    p.add_argument("--covariance-type", choices=sorted(COVARIANCE_TYPES), default=None,
+    p.add_argument("--covariance-type", choices=COVARIANCE_TYPE_NAMES, default=None,
                    help="gmm and gaussian-hmm (defaults: full for gmm, diag for gaussian-hmm)")
     p.add_argument("--order", type=int, default=1, help="arhmm: autoregressive order (default 1)")
     p.add_argument("--kappa", type=float, default=0.0, help="HMMs: sticky self-transition prior weight")

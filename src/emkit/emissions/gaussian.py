@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas as _blas
 
 from ..collapse import floor_collapsed, main_axis_offset
 from ..inference import _kernels as _k
@@ -238,6 +239,26 @@ class _CovarianceType:
         raise NotImplementedError
 
 
+#: Full covariances from this many features on: squared distances as one triangular matrix product
+#: per component, and second moments as one symmetric rank-n update per component (BLAS-3).  Below,
+#: the compiled kernels over the triangles win (measured on 2 AVX-512 cores: at D=10 the kernels take
+#: 0.7x the BLAS time for distances and 1.0x for moments; at D=32, 1.2x and 2.1x; at D=100, 1.4x and 4x).
+BLAS3_DISTANCES_MIN_D = 32
+BLAS3_MOMENTS_MIN_D = 16
+
+
+def chunk_width(covariance_type, n_components, n_features):
+    """Per-row width of the E-step's temporaries (for :func:`emkit.data.chunk_rows`).
+
+    ``n_components`` columns of distances and responsibilities; full covariances below
+    :data:`BLAS3_MOMENTS_MIN_D` features also take ``D (D + 1) / 2`` products per row (tied
+    covariances keep the same chunks).
+    """
+    if covariance_type == "tied" or (covariance_type == "full" and n_features < BLAS3_MOMENTS_MIN_D):
+        return max(n_components, (n_features + 1) // 2)
+    return max(n_components, 1)
+
+
 #: Squared Mahalanobis distance of a mean from the common centre beyond which that component's
 #: moments are taken about its own mean (about a common centre they would lose log10(_FAR) digits).
 _FAR = 1e6
@@ -290,13 +311,36 @@ class _Full(_CovarianceType):
     direct = True  # distances from the raw rows, vectorised over rows, using only the triangles
 
     def mahalanobis(self, X, means, pc):
-        out = np.empty((X.shape[0], means.shape[0]))
+        n, D = X.shape
+        out = np.empty((n, means.shape[0]))
+        if D >= BLAS3_DISTANCES_MIN_D:
+            # per component a triangular matrix product (BLAS-3) of the centred rows: Y = (X - mu_k) U_k
+            for k in range(means.shape[0]):
+                Xc = np.subtract(X, means[k], dtype=np.float64)  # C order (n, D): its transpose is Fortran
+                YT = _blas.dtrmm(1.0, pc[k].T, Xc.T, side=0, lower=1, trans_a=0, overwrite_b=1)  # U^T Xc^T
+                Y = YT.T
+                out[:, k] = np.einsum("ij,ij->i", Y, Y)
+            return out
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
         _k.full_mahalanobis_t(XT, np.ascontiguousarray(means), np.ascontiguousarray(pc), out)
         return out
 
     def second_moments(self, Xs, W):
         n, D = Xs.shape
+        if D >= BLAS3_MOMENTS_MIN_D:
+            # per component a symmetric rank-n update (BLAS-3): sum_n w_n x_n x_n^T = Z^T Z, Z = sqrt(w) x
+            K = W.shape[1]
+            sxx = np.empty((K, D, D))
+            R = np.sqrt(W) if n and W.min() >= 0.0 else None
+            for k in range(K):
+                if R is None:  # negative weights have no square root: a general product
+                    sxx[k] = (Xs * W[:, k:k + 1]).T @ Xs
+                    continue
+                Z = Xs * R[:, k:k + 1]
+                S = np.triu(_blas.dsyrk(1.0, Z.T, trans=0, lower=0))
+                sxx[k] = S
+                sxx[k] += np.triu(S, 1).T
+            return sxx
         iu = np.triu_indices(D)
         O = np.empty((n, iu[0].size))
         _k.outer_products(Xs, O)

@@ -18,40 +18,63 @@ from ._hmm_kernels import _vexp
 _NEG_INF = -np.inf
 
 
+# rows per block of the blocked row kernels: a block's (K, rows) buffers stay in L1/L2
+_BLOCK = 256
+
+
 @njit(cache=True, nogil=True)
 def normalize_log_resp(lp, log_norm):
     """In place: ``lp`` (n, K) log joint -> responsibilities; ``log_norm`` (n,) <- logsumexp of each row.
 
     A row whose entries are all -inf gets log_norm -inf and zero responsibilities.  The
     exponentials go through a vectorised exp (responsibilities below exp(-708) of a row's
-    largest become 0).
+    largest become 0).  Rows are processed in blocks held component-major, so that every pass
+    (maximum, shift, exp, sum, scale) runs across rows in SIMD lanes; the exp writes a separate
+    buffer (in place, the possible aliasing would keep the compiler from vectorising it).
     """
     n, K = lp.shape
-    flat = lp.reshape(n * K)
-    ebits = np.empty(n * K, dtype=np.int64)
-    for i in range(n):
-        m = _NEG_INF
+    B = _BLOCK
+    T = np.empty((K, B))
+    E = np.empty((K, B))
+    ebits = np.empty(K * B, dtype=np.int64)
+    mx = np.empty(B)
+    s = np.empty(B)
+    for i0 in range(0, n, B):
+        b = min(B, n - i0)
         for k in range(K):
-            if lp[i, k] > m:
-                m = lp[i, k]
-        log_norm[i] = m
-        if m == _NEG_INF:
-            for k in range(K):
-                lp[i, k] = _NEG_INF
+            for j in range(b):
+                T[k, j] = lp[i0 + j, k]
+        for j in range(b):
+            mx[j] = _NEG_INF
+        for k in range(K):
+            for j in range(b):
+                if T[k, j] > mx[j]:
+                    mx[j] = T[k, j]
+        for j in range(b):
+            if mx[j] == _NEG_INF:  # nothing possible: exp(-inf - 0) = 0 everywhere
+                mx[j] = 0.0
+        for k in range(K):
+            for j in range(b):
+                T[k, j] -= mx[j]
+        if b == B:
+            _vexp(T.reshape(K * B), E.reshape(K * B), ebits, K * B)
         else:
             for k in range(K):
-                lp[i, k] -= m
-    _vexp(flat, flat, ebits, n * K)
-    for i in range(n):
-        if log_norm[i] == _NEG_INF:
-            continue
-        s = 0.0
+                _vexp(T[k], E[k], ebits, b)
+        for j in range(b):
+            s[j] = 0.0
         for k in range(K):
-            s += lp[i, k]
-        inv = 1.0 / s
+            for j in range(b):
+                s[j] += E[k, j]
+        for j in range(b):
+            if s[j] > 0.0:
+                log_norm[i0 + j] = mx[j] + math.log(s[j])
+                s[j] = 1.0 / s[j]
+            else:
+                log_norm[i0 + j] = _NEG_INF
         for k in range(K):
-            lp[i, k] *= inv
-        log_norm[i] += math.log(s)
+            for j in range(b):
+                lp[i0 + j, k] = E[k, j] * s[j]
 
 
 @njit(cache=True, nogil=True)
@@ -215,16 +238,32 @@ def weighted_inertia(X, C, labels, sample_weight):
 
 @njit(cache=True, nogil=True)
 def diag_mahalanobis(X, means, P, out):
-    """``out[i, k] = sum_d (X[i, d] - means[k, d])^2 * P[k, d]`` (diagonal precisions P (K, D))."""
+    """``out[i, k] = sum_d (X[i, d] - means[k, d])^2 * P[k, d]`` (diagonal precisions P (K, D)).
+
+    Blocks of rows are transposed first, so the sums run across rows in SIMD lanes (each
+    entry is summed over d in order, as in a row-by-row loop).
+    """
     n, D = X.shape
     K = means.shape[0]
-    for i in range(n):
+    B = _BLOCK
+    XT = np.empty((D, B))
+    acc = np.empty(B)
+    for i0 in range(0, n, B):
+        b = min(B, n - i0)
+        for d in range(D):
+            for j in range(b):
+                XT[d, j] = X[i0 + j, d]
         for k in range(K):
-            s = 0.0
+            for j in range(b):
+                acc[j] = 0.0
             for d in range(D):
-                v = X[i, d] - means[k, d]
-                s += v * v * P[k, d]
-            out[i, k] = s
+                m = means[k, d]
+                p = P[k, d]
+                for j in range(b):
+                    v = XT[d, j] - m
+                    acc[j] += v * v * p
+            for j in range(b):
+                out[i0 + j, k] = acc[j]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})

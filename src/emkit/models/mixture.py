@@ -13,7 +13,7 @@ from .._validation import (check_array, check_choice, check_float, check_int, ch
                            check_random_state, check_sample_weight)
 from ..data import chunk_rows, row_slices
 from ..em import map_chunks
-from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams
+from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams, chunk_width
 from ..exceptions import ConvergenceWarning
 from ..io import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
@@ -310,9 +310,8 @@ class GaussianMixture(DensityMixin, EMEstimator):
         a file's header) of a fit.
         """
         D = self._n_features_hint(X)
-        # per-chunk temporaries: (rows, K*D) projections and, for full/tied, (rows, D(D+1)/2) products
-        width = max(self.n_components, (D + 1) // 2 if self.covariance_type in ("full", "tied") else 1)
-        rows = chunk_rows(width, D, self.chunk_size)
+        # per-chunk temporaries: (rows, K*D) projections and, for full/tied at small D, (rows, D(D+1)/2) products
+        rows = chunk_rows(chunk_width(self.covariance_type, self.n_components, D), D, self.chunk_size)
         if isinstance(X, (str, os.PathLike)):
             if sample_weight is not None:
                 raise ValueError("sample_weight cannot be combined with a file path; weight the rows in memory")
