@@ -134,7 +134,7 @@ TIMED_KINDS = ("gmm", "kmeans", "ghmm", "phmm", "chmm")
 # Seeds: one for the data of each dataset, one for the starting parameters.
 DATA_SEEDS = {"gmm": 11, "gmm-memory": 11, "kmeans": 12, "ghmm-long": 13, "ghmm-short": 14, "phmm": 15, "chmm": 16,
               "threads-gmm": 17, "threads-hmm": 18, "kmeans-lowd": 19, "ghmm-1seq": 20, "ghmm-k50": 21,
-              "gmm-d100": 22, "cold-hmm": 23}
+              "gmm-d100": 24, "cold-hmm": 23}
 INIT_SEED_OFFSET = 1000
 
 METHODS = {
