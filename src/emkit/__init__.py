@@ -19,12 +19,13 @@ _PUBLIC = {
     "ConvergenceWarning": "exceptions", "NotFittedError": "exceptions",
     "open_table": "sources", "StepSchedule": "em",
     "align_to": "selection", "match_states": "selection", "select": "selection", "state_stability": "selection",
+    "VariationalGaussianHMM": "models.variational_hmm", "VariationalCategoricalHMM": "models.variational_hmm",
 }
 
 __all__ = ["ARHMM", "BayesianGaussianMixture", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture",
            "GaussianMixtureClassifier", "HMMClassifier", "KMeans", "NotFittedError", "__version__", "align_to",
            "datasets", "load", "match_states", "open_table", "StepSchedule", "select", "selection",
-           "state_stability"]
+           "state_stability", "VariationalCategoricalHMM", "VariationalGaussianHMM"]
 
 
 def load(path):
