@@ -206,6 +206,10 @@ class ARHMMChecked(_SequenceAdapter, emkit.ARHMM):
     pass
 
 
+class VariationalGaussianHMMChecked(_SequenceAdapter, emkit.VariationalGaussianHMM):
+    pass
+
+
 #: The generic checks that apply to sequence models: parameters, cloning, fitting twice, dtypes,
 #: pickling, n_features_in_, feature names, input checks (not "NaN is an error": NaN marks a missing
 #: value; infinity is refused, see test_missing.py).  (Sample-order and subset invariance do not
@@ -223,14 +227,15 @@ HMM_CHECKS_FIT = ("check_fit_idempotent", "check_estimators_dtypes", "check_esti
 
 
 @pytest.mark.parametrize("check", HMM_CHECKS_NO_FIT)
-@pytest.mark.parametrize("cls", [GaussianHMM, emkit.ARHMM, emkit.PoissonHMM, emkit.CategoricalHMM])
+@pytest.mark.parametrize("cls", [GaussianHMM, emkit.ARHMM, emkit.PoissonHMM, emkit.CategoricalHMM,
+                                 emkit.VariationalGaussianHMM, emkit.VariationalCategoricalHMM])
 def test_hmm_generic_checks_without_fitting(cls, check):
     estimator = cls(2, random_state=0, max_iter=5)
     getattr(checks, check)(cls.__name__, estimator)
 
 
 @pytest.mark.parametrize("check", HMM_CHECKS_FIT)
-@pytest.mark.parametrize("cls", [GaussianHMMChecked, ARHMMChecked])
+@pytest.mark.parametrize("cls", [GaussianHMMChecked, ARHMMChecked, VariationalGaussianHMMChecked])
 def test_hmm_generic_checks(cls, check):
     estimator = cls(2, random_state=0, max_iter=5)
     getattr(checks, check)(cls.__name__, estimator)
