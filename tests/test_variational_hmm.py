@@ -1,6 +1,7 @@
 """Variational HMMs: agreement with hmmlearn from identical starts, the lower bound, pruning, features."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -281,3 +282,25 @@ def test_bad_input_errors():
         emkit.VariationalGaussianHMM(2, means_posterior_init=np.zeros(3)).fit(X, lengths)
     with pytest.raises(ValueError, match="emissionprob_prior"):
         emkit.VariationalCategoricalHMM(2, emissionprob_prior=np.ones(3)).fit([[0], [1], [2]])
+
+
+def test_cli_fit_predict_and_select(tmp_path, capsys):
+    from emkit.cli import main
+
+    X, lengths = recordings(np.random.default_rng(0), n_seq=12)
+    csv = tmp_path / "d.csv"
+    np.savetxt(csv, np.column_stack([np.repeat(np.arange(len(lengths)), lengths), X]), delimiter=",",
+               header="seq,a,b,c", comments="")
+    seq = ["--sequence-column", "seq"]
+    assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "-k", "4", *seq, "--seed", "0",
+                 "--max-iter", "20", "--json", "-o", str(tmp_path / "fit")]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["effective_states"] >= 1
+    model = emkit.load(tmp_path / "fit" / "model.npz")
+    assert type(model) is emkit.VariationalGaussianHMM and model.covariance_type == "diag"
+    assert main(["predict", str(tmp_path / "fit" / "model.npz"), "--data", str(csv), *seq, "-o",
+                 str(tmp_path / "p.csv")]) == 0
+    assert main(["select", str(csv), "--model", "variational-gaussian-hmm", "-k", "2-3", *seq, "--seed", "0",
+                 "--max-iter", "15", "-o", str(tmp_path / "sel")]) == 0
+    assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "--kappa", "2", *seq]) == 2
+    assert "kappa" in capsys.readouterr().err

@@ -27,8 +27,11 @@ MODELS = {
     "categorical-hmm": "CategoricalHMM",
     "poisson-hmm": "PoissonHMM",
     "arhmm": "ARHMM",
+    "variational-gaussian-hmm": "VariationalGaussianHMM",
+    "variational-categorical-hmm": "VariationalCategoricalHMM",
 }
-HMM_MODELS = ("gaussian-hmm", "categorical-hmm", "poisson-hmm", "arhmm")
+HMM_MODELS = ("gaussian-hmm", "categorical-hmm", "poisson-hmm", "arhmm", "variational-gaussian-hmm",
+              "variational-categorical-hmm")
 
 
 class UserError(Exception):
@@ -126,7 +129,7 @@ def _drop_counters(X, names, lengths, command):
 
 
 def _is_categorical(model):
-    return type(model).__name__ == "CategoricalHMM"
+    return type(model).__name__ in ("CategoricalHMM", "VariationalCategoricalHMM")
 
 
 def _is_hmm(model):
@@ -155,6 +158,12 @@ def build_model(args):
         return cls(k, **common)
     if args.model in ("gmm", "bayesian-gmm"):
         return cls(k, covariance_type=args.covariance_type or "full", **common)
+    if args.model.startswith("variational-"):
+        if args.kappa:
+            raise UserError("--kappa applies to maximum-likelihood HMMs; the variational HMMs have no sticky prior")
+        if args.model == "variational-gaussian-hmm":
+            return cls(k, covariance_type=args.covariance_type or "diag", **common)
+        return cls(k, **common)
     hmm = dict(kappa=args.kappa, **common)
     if args.model == "gaussian-hmm":
         return cls(k, covariance_type=args.covariance_type or "diag", **hmm)
@@ -231,15 +240,16 @@ def describe(model, data, labels):
                     converged=bool(model.converged_), n_iter=int(model.n_iter_))
         lines.append(status + f"log-likelihood {total:.6g} ({total / X.shape[0]:.4f} per row); BIC {bic:.2f}; "
                      f"AIC {aic:.2f}")
-    if name in ("GaussianMixture", "BayesianGaussianMixture", "GaussianHMM"):
+    if name in ("GaussianMixture", "BayesianGaussianMixture", "GaussianHMM", "VariationalGaussianHMM"):
+        hmm_like = name in ("GaussianHMM", "VariationalGaussianHMM")
         cov_type = model.covariance_type
-        covars = model.covars_ if name == "GaussianHMM" else model.covariances_
+        covars = model.covars_ if hmm_like else model.covariances_
         full = COVARIANCE_TYPES[cov_type].full_covariances(np.asarray(covars), K, model.means_.shape[1])
         sds = np.sqrt(np.diagonal(full, axis1=1, axis2=2))
-        weight = counts / counts.sum() if name == "GaussianHMM" else model.weights_
+        weight = counts / counts.sum() if hmm_like else model.weights_
         info.update(covariance_type=cov_type, weights=np.asarray(weight).tolist(), means=model.means_.tolist())
         lines.append(f"  covariance {cov_type}")
-        lines.append(f"  {'state' if name == 'GaussianHMM' else 'component':>9s}  {'weight':>6s}  n     "
+        lines.append(f"  {'state' if hmm_like else 'component':>9s}  {'weight':>6s}  n     "
                      + "  ".join(f"{n:>18s}" for n in data.names))
         for k in range(K):
             cells = "  ".join(f"{m:>9.4g} ± {s:<6.3g}" for m, s in zip(model.means_[k], sds[k]))
@@ -249,7 +259,7 @@ def describe(model, data, labels):
         lines.append("  state  n      " + "  ".join(f"{n:>10s}" for n in data.names))
         for k in range(K):
             lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>10.4g}" for v in model.lambdas_[k]))
-    elif name == "CategoricalHMM":
+    elif name in ("CategoricalHMM", "VariationalCategoricalHMM"):
         info["emissionprob"] = model.emissionprob_.tolist()
         S = model.emissionprob_.shape[1]
         lines.append("  state  n      " + "  ".join(f"{'p(' + str(s) + ')':>7s}" for s in range(S)))
