@@ -190,7 +190,7 @@ def test_surplus_states_are_switched_off():
     for covariance_type in ("full", "diag"):
         model = emkit.VariationalGaussianHMM(6, covariance_type=covariance_type, max_iter=400, tol=1e-7,
                                              random_state=0).fit(X, lengths)
-        assert model.effective_states(0.02) == 3, covariance_type
+        assert model.n_effective_components(0.02) == 3, covariance_type
         counts = np.sort(np.bincount(model.predict(X, lengths), minlength=6))
         assert counts[:3].sum() <= 0.02 * len(X), counts
 
@@ -208,6 +208,10 @@ def test_sequences_as_list_lengths_and_restarts():
     np.testing.assert_allclose(np.concatenate(b.predict_proba(seqs)).sum(axis=1), 1.0)
     multi = emkit.VariationalGaussianHMM(3, covariance_type="diag", max_iter=15, n_init=3, random_state=7).fit(X, lengths)
     assert multi.lower_bound_ == pytest.approx(max(multi.init_lower_bounds_))
+    # elbo(): the bound the fit reached (total); one more E-step on the training data can only raise it
+    assert multi.elbo() == pytest.approx(multi.lower_bound_ * len(X), rel=1e-10)
+    assert multi.elbo(X, lengths) >= multi.elbo() - 1e-9 * abs(multi.elbo())
+    assert 1 <= multi.n_effective_components() <= 3
     log_prob, states = multi.decode(X, lengths, algorithm="map")
     assert states.shape == (len(X),) and np.isfinite(log_prob)
     # score is the log-likelihood under the posterior-mean parameters (hmmlearn's meaning)
@@ -295,7 +299,7 @@ def test_cli_fit_predict_and_select(tmp_path, capsys):
     assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "-k", "4", *seq, "--seed", "0",
                  "--max-iter", "20", "--json", "-o", str(tmp_path / "fit")]) == 0
     out = capsys.readouterr().out
-    assert json.loads(out)["effective_states"] >= 1
+    assert json.loads(out)["n_effective_components"] >= 1
     model = emkit.load(tmp_path / "fit" / "model.npz")
     assert type(model) is emkit.VariationalGaussianHMM and model.covariance_type == "diag"
     assert main(["predict", str(tmp_path / "fit" / "model.npz"), "--data", str(csv), *seq, "-o",
@@ -304,3 +308,18 @@ def test_cli_fit_predict_and_select(tmp_path, capsys):
                  "--max-iter", "15", "-o", str(tmp_path / "sel")]) == 0
     assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "--kappa", "2", *seq]) == 2
     assert "kappa" in capsys.readouterr().err
+
+
+def test_out_of_core_and_stochastic_fits():
+    """Additive statistics: a Dask array gives the in-memory fit; stochastic passes approach it."""
+    da = pytest.importorskip("dask.array")
+    X, lengths = recordings(np.random.default_rng(0), n_seq=30)
+    batch = emkit.VariationalGaussianHMM(3, covariance_type="diag", max_iter=25, tol=0.0, random_state=0)
+    batch.fit(X, lengths)
+    dask = emkit.VariationalGaussianHMM(3, covariance_type="diag", max_iter=25, tol=0.0, random_state=0)
+    dask.fit(da.from_array(X, chunks=200), lengths)
+    np.testing.assert_allclose(dask.lower_bounds_, batch.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(dask.means_posterior_, batch.means_posterior_, rtol=1e-9, atol=1e-9)
+    online = emkit.VariationalGaussianHMM(3, covariance_type="diag", max_iter=5, tol=0.0, random_state=0)
+    online.fit(X, lengths, algorithm="stochastic", batch_size=200)
+    assert online.elbo(X, lengths) > batch.elbo(X, lengths) - 0.05 * abs(batch.elbo(X, lengths))

@@ -179,23 +179,48 @@ class _VariationalHMM:
         raise ValueError(f"{type(self).__name__} is defined by its posterior; fit it, or set the *_posterior_ and "
                          "*_prior_ attributes")
 
-    def elbo(self, X, lengths=None):
-        """The evidence lower bound of ``X`` under the fitted posterior (total over frames).
+    def fit(self, X, lengths=None, callback=None, **kwargs):
+        super().fit(X, lengths, callback, **kwargs)
+        self._batch_bound = kwargs.get("algorithm", "em") == "em"
+        return self
 
-        ``log Z - KL(q(theta) || p(theta))``: forward-backward with the sub-normalised expected
-        parameters; with the training data it is the bound ``lower_bound_`` (per frame) is
-        computed from, one E-step later.
+    def partial_fit(self, X, lengths=None, **kwargs):
+        super().partial_fit(X, lengths, **kwargs)
+        self._batch_bound = False
+        return self
+
+    def elbo(self, X=None, lengths=None):
+        """The evidence lower bound (a total over frames, higher is better).
+
+        Without ``X``: the bound the fit reached on its training data, ``lower_bound_`` times the
+        number of frames (what ``emkit.select(..., criterion="elbo")`` ranks; it includes every
+        normalising constant, so models with different numbers of states compare).  Needs a
+        batch fit.  With ``X``: ``log Z - KL(q(theta) || p(theta))`` of ``X`` under the fitted
+        posterior (one variational E-step).
         """
         params = self._params_from_attributes()
+        if X is None:
+            if not getattr(self, "_batch_bound", True):
+                raise ValueError("elbo() without X needs a batch fit (algorithm='em'); after partial_fit or "
+                                 "algorithm='stochastic' pass the data: elbo(X, lengths)")
+            return float(self.lower_bound_) * self._n_frames(params)
         X, lengths = self._prepare(X, lengths, reset=False)
         model = VariationalMarkovChain(self._variational_emission(X.shape[1]))
         return float(model.elbo(model.e_step(params, X, lengths), params))
 
-    def effective_states(self, threshold=0.02):
-        """Number of states whose expected occupancy (posterior start + incoming transition mass,
-        prior removed) is above ``threshold`` of the total."""
-        params = self._params_from_attributes()
-        occupancy = (params.startprob - params.startprob_prior) + (params.transmat - params.transmat_prior).sum(0)
+    @staticmethod
+    def _occupancy(params):
+        """Expected number of frames in each state (K,): posterior start and incoming transition counts."""
+        return (params.startprob - params.startprob_prior) + (params.transmat - params.transmat_prior).sum(axis=0)
+
+    def _n_frames(self, params):
+        return float(self._occupancy(params).sum())
+
+    def n_effective_components(self, threshold=0.01):
+        """Number of states whose share of the expected occupancy (posterior counts, prior removed)
+        exceeds ``threshold`` (default 0.01): the states the data keeps."""
+        check_float(threshold, "threshold", minimum=0.0, maximum=1.0, include_max=False)
+        occupancy = self._occupancy(self._params_from_attributes())
         return int(np.sum(occupancy / occupancy.sum() > threshold))
 
 
