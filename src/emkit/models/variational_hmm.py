@@ -48,25 +48,30 @@ _VARIATIONAL_ATTRIBUTE_TYPES = {
 _COMMON_FITTED = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_")
 
 
+def _as_float_array(value, name, shape, allow_scalar):
+    """``value`` as a float array broadcast to ``shape`` (a number is accepted when ``allow_scalar``)."""
+    what = ("a number or " if allow_scalar else "") + f"an array of shape {tuple(shape)}"
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what} of real numbers; got {value!r}") from None
+    if (a.ndim == 0 and not allow_scalar) or (a.ndim and a.shape != tuple(shape)):
+        raise ValueError(f"{name} must be {what}; got {'a number' if a.ndim == 0 else f'shape {a.shape}'}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite; got {float(a[~np.isfinite(a)].ravel()[0])}")
+    return np.array(np.broadcast_to(a, shape), dtype=np.float64)
+
+
 def _positive(value, name, shape, *, allow_scalar=True):
     """``value`` as a float array of ``shape`` (a number is broadcast), finite and > 0."""
-    a = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
-    if a is None or (a.ndim == 0 and not allow_scalar) or (a.ndim and a.shape != tuple(shape)):
-        raise ValueError(f"{name} must be a positive number or an array of shape {tuple(shape)}; got "
-                         f"{value!r}" if a is None or a.ndim == 0 else
-                         f"{name} must be a positive number or an array of shape {tuple(shape)}; got shape {a.shape}")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise ValueError(f"{name} must be finite and positive; got {a[~np.isfinite(a) | (a <= 0)].ravel()[0]!r}")
-    return np.array(np.broadcast_to(a, shape), dtype=np.float64)
+    a = _as_float_array(value, name, shape, allow_scalar)
+    if np.any(a <= 0):
+        raise ValueError(f"{name} must be positive; got {float(a[a <= 0].ravel()[0])}")
+    return a
 
 
 def _finite(value, name, shape):
-    a = np.asarray(value, dtype=np.float64)
-    if a.ndim and a.shape != tuple(shape):
-        raise ValueError(f"{name} must be a number or an array of shape {tuple(shape)}; got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    return np.array(np.broadcast_to(a, shape), dtype=np.float64)
+    return _as_float_array(value, name, shape, True)
 
 
 class _VariationalHMM:
