@@ -146,18 +146,18 @@ def symbol_sequences(rng, n_seq=50, S=6):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_lower_bound_never_decreases(covariance_type):
     rng = np.random.default_rng(11)
-    X, lengths = recordings(rng, n_seq=40)
-    model = emkit.VariationalGaussianHMM(5, covariance_type=covariance_type, max_iter=60, tol=0.0, n_init=2,
+    X, lengths = recordings(rng, n_seq=25)
+    model = emkit.VariationalGaussianHMM(5, covariance_type=covariance_type, max_iter=40, tol=0.0, n_init=2,
                                          random_state=0).fit(X, lengths)
     for run in model.restart_models():
         bounds = np.asarray(run.lower_bounds_)
-        assert len(bounds) == 60 and np.all(np.isfinite(bounds))
+        assert len(bounds) == 40 and np.all(np.isfinite(bounds))
         assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), np.diff(bounds).min()
 
 
 def test_categorical_lower_bound_never_decreases():
-    seqs = symbol_sequences(np.random.default_rng(12))
-    model = emkit.VariationalCategoricalHMM(5, max_iter=60, tol=0.0, n_init=2, random_state=0).fit(seqs)
+    seqs = symbol_sequences(np.random.default_rng(12), n_seq=30)
+    model = emkit.VariationalCategoricalHMM(5, max_iter=40, tol=0.0, n_init=2, random_state=0).fit(seqs)
     for run in model.restart_models():
         bounds = np.asarray(run.lower_bounds_)
         assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), np.diff(bounds).min()
@@ -186,7 +186,7 @@ def test_surplus_states_are_switched_off():
     """Documented check: 6 states on data from 3 well-separated states -> 3 states keep more than
     2% of the expected occupancy; the others are (nearly) never visited."""
     rng = np.random.default_rng(1)
-    X, lengths = recordings(rng, n_seq=40, low=10, high=40)
+    X, lengths = recordings(rng, n_seq=30, low=10, high=40)
     for covariance_type in ("full", "diag"):
         model = emkit.VariationalGaussianHMM(6, covariance_type=covariance_type, max_iter=400, tol=1e-7,
                                              random_state=0).fit(X, lengths)
