@@ -212,6 +212,9 @@ def test_sequences_as_list_lengths_and_restarts():
     assert multi.elbo() == pytest.approx(multi.lower_bound_ * len(X), rel=1e-10)
     assert multi.elbo(X, lengths) >= multi.elbo() - 1e-9 * abs(multi.elbo())
     assert 1 <= multi.n_effective_components() <= 3
+    table = emkit.select(emkit.VariationalGaussianHMM(covariance_type="diag", max_iter=15), X, [1, 3], lengths=lengths,
+                         criterion="elbo", random_state=0, return_models=True)
+    assert table.best_n_components == 3
     log_prob, states = multi.decode(X, lengths, algorithm="map")
     assert states.shape == (len(X),) and np.isfinite(log_prob)
     # score is the log-likelihood under the posterior-mean parameters (hmmlearn's meaning)
@@ -306,6 +309,12 @@ def test_cli_fit_predict_and_select(tmp_path, capsys):
                  str(tmp_path / "p.csv")]) == 0
     assert main(["select", str(csv), "--model", "variational-gaussian-hmm", "-k", "2-3", *seq, "--seed", "0",
                  "--max-iter", "15", "-o", str(tmp_path / "sel")]) == 0
+    assert main(["select", str(csv), "--model", "variational-gaussian-hmm", "-k", "2-3", *seq, "--seed", "0",
+                 "--criterion", "elbo", "--max-iter", "15", "-o", str(tmp_path / "sel-elbo")]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "fit" / "model.npz"), "--data", str(csv), *seq, "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["log_likelihood"] == pytest.approx(model.score(X, lengths), rel=1e-9)
     assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "--kappa", "2", *seq]) == 2
     assert "kappa" in capsys.readouterr().err
 

@@ -428,7 +428,7 @@ def cmd_score(args):
         info = {"model": name, "n_samples": int(X.shape[0]), "inertia": float(inertia)}
         _emit(args, [f"{name}: inertia {inertia:.6g} on {X.shape[0]} rows"], info)
         return 0
-    if callable(getattr(model, "elbo", None)):  # no likelihood, no BIC: the score under the posterior's expectations
+    if callable(getattr(model, "elbo", None)) and not _is_hmm(model):  # no likelihood: the posterior's expectations
         mean = float(model.score(X))
         info = {"model": name, "n_samples": int(X.shape[0]), "score": mean}
         _emit(args, [f"{name}: score {mean:.5f} per row (log-normaliser of the variational responsibilities) "
