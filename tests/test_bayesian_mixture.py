@@ -207,6 +207,10 @@ def test_stochastic_and_partial_fit_find_the_clusters():
             on.partial_fit(X[s:s + 250])
     _covers_clusters(on, CENTRES)
     assert on.n_batches_ == 3 * X.shape[0] // 250
+    with pytest.raises(ValueError, match="batch fit"):
+        on.elbo()  # a stochastic fit has no ELBO
+    with pytest.raises(ValueError, match="batch fit"):
+        st.elbo()
     # a stream keeps going from a batch fit: the surplus components stay off
     batch = BayesianGaussianMixture(8, random_state=0, max_iter=200).fit(X)
     assert batch.n_effective_components(0.02) == 4
@@ -220,6 +224,7 @@ def test_save_load_round_trip(tmp_path):
         m = BayesianGaussianMixture(5, covariance_type=cov, weight_concentration_prior_type=prior,
                                     random_state=0, max_iter=200).fit(X)
         back = emkit.load(m.save(tmp_path / f"{cov}.npz"))
+        assert back.elbo() == m.elbo()
         assert type(back) is BayesianGaussianMixture and back.get_params()["covariance_type"] == cov
         np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X), rtol=1e-12)
         np.testing.assert_allclose(back.score_samples(X), m.score_samples(X), rtol=1e-12)
@@ -229,6 +234,9 @@ def test_save_load_round_trip(tmp_path):
             warnings.simplefilter("ignore")
             back.fit(X)  # continues from the loaded posterior
         assert back.lower_bound_ >= m.lower_bound_ - 1e-8 * abs(m.lower_bound_)
+    back.partial_fit(X[:50])
+    with pytest.raises(ValueError, match="batch fit"):
+        emkit.load(back.save(tmp_path / "stream.npz")).elbo()  # also after a round trip
 
 
 def test_bad_input_is_refused_clearly():

@@ -563,20 +563,7 @@ class BayesianGaussianMixture(GaussianMixture):
                 raise ValueError(f"the first partial_fit batch must have at least n_components="
                                  f"{self.n_components} rows; got {source.n_rows}")
             self._set_priors(source)
-        super().partial_fit(X, sample_weight=sample_weight, schedule=schedule)
-        self._batch_bound = False
-        return self
-
-    def fit(self, X, y=None, sample_weight=None, callback=None, *, algorithm="em", batch_size=None, schedule=None,
-            progress=None):
-        """Fit by variational inference (``n_init`` restarts, best kept); see :meth:`GaussianMixture.fit`.
-
-        ``algorithm="stochastic"`` is stochastic variational inference over mini-batches.
-        """
-        super().fit(X, y, sample_weight, callback, algorithm=algorithm, batch_size=batch_size, schedule=schedule,
-                    progress=progress)
-        self._batch_bound = algorithm == "em"
-        return self
+        return super().partial_fit(X, sample_weight=sample_weight, schedule=schedule)
 
     def elbo(self):
         """Evidence lower bound of the training data, with all the constants ``lower_bound_`` leaves out.
@@ -588,7 +575,8 @@ class BayesianGaussianMixture(GaussianMixture):
         (``algorithm="em"``): stochastic fits and ``partial_fit`` do not compute the bound.
         """
         self._check_is_fitted(["lower_bound_", "mean_precision_"])
-        if not getattr(self, "_batch_bound", True):
+        state = getattr(self, "_online_state", None)  # a stochastic fit leaves a step schedule (kept in model files)
+        if state is not None and state.schedule is not None:
             raise ValueError("elbo() needs a batch fit (fit with algorithm='em'); after partial_fit or "
                              "algorithm='stochastic' lower_bound_ is the mean expected log normaliser of a batch")
         return float(self._em_model().elbo(float(self.lower_bound_), self._params_from_attributes()))
