@@ -315,6 +315,9 @@ def test_cli_fit_predict_and_select(tmp_path, capsys):
     assert main(["score", str(tmp_path / "fit" / "model.npz"), "--data", str(csv), *seq, "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["log_likelihood"] == pytest.approx(model.score(X, lengths), rel=1e-9)
+    assert main(["report", str(tmp_path / "fit" / "model.npz"), "--data", str(csv), *seq, "-o",
+                 str(tmp_path / "r.html")]) == 0
+    assert "lower bound per frame" in (tmp_path / "r.html").read_text()
     assert main(["fit", str(csv), "--model", "variational-gaussian-hmm", "--kappa", "2", *seq]) == 2
     assert "kappa" in capsys.readouterr().err
 

@@ -356,7 +356,8 @@ def _summary_section(model, kind, X, lengths, feature_names):
         rows.append(["iterations", int(model.n_iter_)])
     elif callable(getattr(model, "elbo", None)):  # a variational posterior: an ELBO and effective components
         rows.append(["evidence lower bound (ELBO, higher is better)", float(model.elbo())])
-        rows.append(["lower bound as scikit-learn defines it", float(model.lower_bound_)])
+        rows.append(["lower bound per frame (lower_bound_)" if kind == "hmm" else
+                     "lower bound as scikit-learn defines it", float(model.lower_bound_)])
         if callable(getattr(model, "n_effective_components", None)):
             rows.append(["effective components (weight > 0.01)", int(model.n_effective_components())])
         rows.append(["converged", bool(model.converged_)])
