@@ -35,17 +35,18 @@ class Mixture:
     def __init__(self, emission):
         self.emission = emission
 
-    def log_joint(self, params, X):
-        """``log w_k + log p(x_n | z_n = k)``, (n, K)."""
+    def log_joint(self, params, X, prepared=False):
+        """``log w_k + log p(x_n | z_n = k)``, (n, K); ``prepared``: ``X`` is already ``emission.prepare(X)``."""
         with np.errstate(divide="ignore"):
             log_w = np.log(params.weights)
-        lp = self.emission.log_likelihood(params.emission, X)
+        data = X if prepared else self.emission.prepare(X, None)
+        lp = self.emission.log_likelihood(params.emission, data)
         lp += log_w
         return lp
 
-    def responsibilities(self, params, X):
+    def responsibilities(self, params, X, prepared=False):
         """``(log p(x_n) (n,), p(z_n = k | x_n) (n, K))``."""
-        resp = self.log_joint(params, X)
+        resp = self.log_joint(params, X, prepared)
         log_norm = np.empty(resp.shape[0])
         normalize_log_resp(resp, log_norm)
         return log_norm, resp
@@ -55,7 +56,8 @@ class Mixture:
         return log_responsibilities(0.0, self.log_joint(params, X))
 
     def e_step(self, params, X, sample_weight=None):
-        log_norm, resp = self.responsibilities(params, X)
+        data = self.emission.prepare(X, None)
+        log_norm, resp = self.responsibilities(params, data, prepared=True)
         if sample_weight is None:
             ll = float(log_norm.sum())
             n = float(X.shape[0])
@@ -63,7 +65,7 @@ class Mixture:
             resp *= sample_weight[:, None]
             ll = float(sample_weight @ log_norm)
             n = float(sample_weight.sum())
-        return MixtureStats(resp=resp.sum(axis=0), emission=self.emission.statistics(params.emission, X, resp),
+        return MixtureStats(resp=resp.sum(axis=0), emission=self.emission.statistics(params.emission, data, resp),
                             log_likelihood=ll, n_samples=n)
 
     def m_step(self, stats, params=None):
@@ -73,8 +75,11 @@ class Mixture:
         return MixtureParams(weights=weights, emission=self.emission.m_step(
             stats.emission, None if params is None else params.emission))
 
+    def log_prior(self, params):
+        return self.emission.log_prior(params.emission)
+
     def objective(self, stats, params):
-        return stats.log_likelihood / stats.n_samples
+        return (stats.log_likelihood + self.log_prior(params)) / stats.n_samples
 
     def collapsed(self, stats, params):
         """``(occupancy (K,), {component: reason})`` after the M-step (see :mod:`emkit.collapse`)."""
@@ -82,10 +87,14 @@ class Mixture:
         return occupancy, detect(occupancy, self.emission.collapsed(params.emission, occupancy))
 
     def split(self, params, j, k):
-        """Parameters with component ``k`` re-seeded by splitting component ``j`` (weights shared)."""
+        """Parameters with component ``k`` re-seeded by splitting component ``j`` (weights shared), or None
+        if the emission family cannot split."""
+        emission = self.emission.split(params.emission, j, k)
+        if emission is None:  # the family cannot re-seed a component
+            return None
         weights = params.weights.copy()
         weights[j] = weights[k] = 0.5 * (weights[j] + weights[k])
-        return MixtureParams(weights=weights, emission=self.emission.split(params.emission, j, k))
+        return MixtureParams(weights=weights, emission=emission)
 
 
 @dataclass(frozen=True)
@@ -273,12 +282,12 @@ class MarkovChain:
         fixed = self.learn is not None or any(
             m is not None and not np.all(m) for m in (params.startprob_allowed, params.transmat_allowed,
                                                        getattr(params.emission, "allowed", None)))
-        if fixed:
+        emission = None if fixed else self.emission.split(params.emission, j, k)
+        if emission is None:
             return None
         startprob, transmat = params.startprob.copy(), params.transmat.copy()
         startprob[j] = startprob[k] = 0.5 * (startprob[j] + startprob[k])
         transmat[k] = transmat[j]
         shared = 0.5 * (transmat[:, j] + transmat[:, k])
         transmat[:, j], transmat[:, k] = shared, shared
-        return dataclasses.replace(params, startprob=startprob, transmat=transmat,
-                                   emission=self.emission.split(params.emission, j, k))
+        return dataclasses.replace(params, startprob=startprob, transmat=transmat, emission=emission)

@@ -1,6 +1,19 @@
-"""Emission families: each computes per-state log-likelihoods, additive statistics and an M-step."""
+"""Emission families: the per-state distributions of mixtures and hidden Markov models.
 
-from .gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams, GaussianStats
+:class:`EmissionFamily` is the public protocol (see :mod:`emkit.emissions.base` for each
+method's contract); :func:`register_family` makes a family known by name (CLI, model files);
+:func:`improving_step` is the backtracking helper of generalised M-steps.  Built-in families:
+:class:`Gaussian`, :class:`Categorical`, :class:`Poisson`, :class:`Autoregressive`.
+"""
+
+from .autoregressive import Autoregressive
+from .base import (EmissionFamily, check_family, family_names, get_family, improving_step, make_family,
+                   register_family)
+from .categorical import Categorical
+from .gaussian import COVARIANCE_TYPES, Gaussian, GaussianEmission, GaussianParams, GaussianStats
+from .poisson import Poisson
 from .studentt import StudentT
 
-__all__ = ["COVARIANCE_TYPES", "GaussianEmission", "GaussianParams", "GaussianStats", "StudentT"]
+__all__ = ["Autoregressive", "COVARIANCE_TYPES", "Categorical", "EmissionFamily", "Gaussian", "GaussianEmission",
+           "GaussianParams", "GaussianStats", "Poisson", "StudentT", "check_family", "family_names", "get_family",
+           "improving_step", "make_family", "register_family"]

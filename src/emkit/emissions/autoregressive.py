@@ -23,8 +23,10 @@ import numpy as np
 from scipy import linalg
 
 from ..collapse import floor_collapsed, main_axis_offset
+from .._validation import check_float, check_int
 from ..stats import Stats
-from .gaussian import LOG_2PI, _precision_cholesky_from_covariance
+from .base import EmissionFamily, register_family
+from .gaussian import COVARIANCE_TYPES, LOG_2PI, _precision_cholesky_from_covariance
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,9 @@ def lag_matrix(X, lengths, order):
     return Z, valid
 
 
-class AREmission:
-    """Autoregressive Gaussian emission family (full noise covariance).
+class AREmission(EmissionFamily):
+    """Autoregressive Gaussian emission family, full noise covariance (the engine of ARHMM; see
+    :class:`Autoregressive`).
 
     Parameters
     ----------
@@ -131,6 +134,10 @@ class AREmission:
     """
 
     param_names = ("coefs", "covars")
+    attributes = {"coefs": "coefs", "intercepts": "intercepts", "covars": "covars"}
+    handles_missing = True
+    #: the likelihood of a frame depends on the frames before it: sequences only (an HMM, not a mixture)
+    needs_sequences = True
 
     def __init__(self, n_components, order=1, reg_covar=1e-6):
         self.n_components = n_components
@@ -221,14 +228,35 @@ class AREmission:
     def init_params(self, stats):
         return self.m_step(stats)
 
-    def params_from(self, coefs, intercepts, covars):
+    def params_from_arrays(self, coefs, intercepts, covars):
+        """Parameters from arrays already checked (the precision factors computed)."""
         covars = np.asarray(covars, dtype=np.float64)
         pc = np.stack([_precision_cholesky_from_covariance(c, self.reg_covar) for c in covars])
         return ARParams(coefs=np.asarray(coefs, dtype=np.float64), intercepts=np.asarray(intercepts, dtype=np.float64),
                         covars=covars, precisions_cholesky=pc)
 
-    def log_prior(self, params):
-        return 0.0
+    def params_from(self, coefs, intercepts, covars):
+        """Parameters from ``coefs`` (K, D, order*D), ``intercepts`` (K, D) and ``covars`` (K, D, D), checked."""
+        intercepts = np.asarray(intercepts, dtype=np.float64)
+        if intercepts.ndim != 2:
+            raise ValueError(f"intercepts must have shape (n_components, n_features); got {intercepts.shape}")
+        K, D = self.n_components or intercepts.shape[0], intercepts.shape[1]
+        out = []
+        for name, value, shape in (("coefs", coefs, (K, D, self.order * D)), ("intercepts", intercepts, (K, D)),
+                                   ("covars", covars, (K, D, D))):
+            a = np.asarray(value, dtype=np.float64)
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}; got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} must be finite")
+            out.append(a)
+        out[2] = COVARIANCE_TYPES["full"].check_covariances(out[2], K, D, "covars")
+        return self.params_from_arrays(*out)
+
+    def check_params(self, params, n_features):
+        self.params_from(params.coefs, params.intercepts, params.covars)
+        if params.intercepts.shape[1] != n_features:
+            raise ValueError(f"intercepts must have {n_features} columns (n_features); got {params.intercepts.shape}")
 
     def collapsed(self, params, occupancy):
         """States whose noise covariance is at the ``reg_covar`` floor, (K,) bool; ``occupancy`` (K,)."""
@@ -241,7 +269,7 @@ class AREmission:
         coefs, intercepts, covars = params.coefs.copy(), params.intercepts.copy(), params.covars.copy()
         coefs[k], covars[k] = coefs[j], covars[j]
         intercepts[k], intercepts[j] = intercepts[j] + delta, intercepts[j] - delta
-        return self.params_from(coefs, intercepts, covars)
+        return self.params_from_arrays(coefs, intercepts, covars)
 
     def sample(self, params, z, rng):
         """One sequence for the state path ``z``; lags before the start are taken as zero."""
@@ -257,3 +285,26 @@ class AREmission:
     def n_parameters(self, n_features):
         D = n_features
         return self.n_components * (D * (self.order * D + 1) + D * (D + 1) // 2)
+
+
+@register_family("autoregressive")
+class Autoregressive(AREmission):
+    """Autoregressive Gaussian of order p per state (HMMs only):
+    ``x_t | z_t = k ~ N(A_k [x_{t-1}; ...; x_{t-p}] + b_k, Q_k)``.
+
+    The first ``order`` frames of each sequence are conditioned on (no emission evidence); a
+    frame with a NaN in it or in its lags carries no evidence either.
+
+    Parameters
+    ----------
+    order : int, default=1
+    reg_covar : float, default=1e-6
+
+    Parameters of the states: ``coefs`` (K, D, order*D), lag 1 first; ``intercepts`` (K, D);
+    ``covars`` (K, D, D).  ``learn`` names ``"coefs"`` (A and b) and ``"covars"``.
+    """
+
+    def __init__(self, order=1, reg_covar=1e-6):
+        check_int(order, "order", minimum=1)
+        check_float(reg_covar, "reg_covar", minimum=0.0)
+        super().__init__(None, order, reg_covar)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_array, check_int, check_stochastic_matrix
 from ..stats import Stats
-from ..structures import check_concentration, dirichlet_log_density, map_probabilities
+from ..structures import allowed_mask, check_concentration, dirichlet_log_density, map_probabilities
+from .base import EmissionFamily, register_family
+
+#: The alphabet is inferred as max(X) + 1 only up to this many symbols per row of data (or
+#: ``MAX_SPARE_SYMBOLS``, if larger); beyond that the symbols must be remapped.
+MAX_SYMBOLS_PER_ROW = 10
+MAX_SPARE_SYMBOLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class CategoricalStats(Stats):
     counts: np.ndarray
 
 
-class CategoricalEmission:
+class CategoricalEmission(EmissionFamily):
     """Categorical emission family over symbols ``0..n_symbols-1`` (X of shape (n, 1), integers).
 
     A missing symbol is -1: its likelihood is 1 and the statistics hold its conditional
@@ -43,11 +51,65 @@ class CategoricalEmission:
     """
 
     param_names = ("emissionprob",)
+    attributes = {"emissionprob": "emissionprob"}
+    handles_missing = True
 
     def __init__(self, n_components, n_symbols, emissionprob_prior=1.0):
         self.n_components = n_components
         self.n_symbols = n_symbols
         self.emissionprob_prior = check_concentration(emissionprob_prior, "emissionprob_prior", None)
+
+    def check_data(self, X):
+        """One integer symbol per row, shape (n, 1); NaN or -1 marks a missing symbol (returned as -1, int64)."""
+        X = check_array(X, "X", allow_nan=True)
+        if X.shape[1] != 1:
+            raise ValueError(f"X must have shape (n_samples, 1) with one integer symbol per row; got {X.shape}")
+        nan = np.isnan(X)
+        if nan.any():
+            X = np.where(nan, -1.0, X)
+        if not np.all(X == np.round(X)):
+            raise ValueError("X must hold integers; got non-integer values")
+        X = X.astype(np.int64)
+        if X.min() < -1:
+            raise ValueError(f"X must hold symbols >= 0 (-1 or NaN marks a missing symbol); got {X.min()}")
+        n = self.n_symbols
+        if n is not None and X.max() >= n:
+            raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of the model's {n} symbols "
+                             "(n_symbols)")
+        return X
+
+    def configured(self, X):
+        """With ``n_symbols`` None, a copy whose alphabet is ``0..max(X)`` (``X`` from :meth:`check_data`)."""
+        if self.n_symbols is not None:
+            return self
+        largest, n_rows = int(np.max(X)), X.shape[0]
+        if largest < 0:
+            raise ValueError("X has no observed symbol (every entry is missing)")
+        limit = max(MAX_SPARE_SYMBOLS, MAX_SYMBOLS_PER_ROW * n_rows)
+        if largest + 1 > limit:
+            raise ValueError(f"X holds symbol {largest}, so the alphabet would have {largest + 1} symbols for only "
+                             f"{n_rows} rows; symbols must be 0..S-1: remap them (for example "
+                             "np.unique(X, return_inverse=True)) or set n_symbols explicitly")
+        out = copy.copy(self)
+        out.n_symbols = largest + 1
+        return out
+
+    def seeding_view(self, X):
+        """One-hot rows (n, n_symbols): k-means++ then picks distinct symbols as centres (missing: all zero)."""
+        out = np.zeros((X.shape[0], self.n_symbols))
+        seen = X[:, 0] >= 0
+        out[np.flatnonzero(seen), X[seen, 0]] = 1.0
+        return out
+
+    def params_from(self, emissionprob):
+        """Parameters from ``emissionprob`` (K, n_symbols), rows summing to 1; its zeros are structural (kept)."""
+        e = np.asarray(emissionprob, dtype=np.float64)
+        K = self.n_components or (e.shape[0] if e.ndim == 2 else -1)
+        e = check_stochastic_matrix(e, "emissionprob", (K, self.n_symbols or (e.shape[1] if e.ndim == 2 else -1)))
+        return CategoricalParams(emissionprob=e, allowed=allowed_mask(e))
+
+    def check_params(self, params, n_features):
+        self.params_from(params.emissionprob)
 
     def prepare(self, X, lengths=None):
         return np.ascontiguousarray(X[:, 0], dtype=np.int64)
@@ -115,3 +177,29 @@ class CategoricalEmission:
 
     def n_parameters(self, n_features=None):
         return self.n_components * (self.n_symbols - 1)
+
+
+@register_family("categorical")
+class Categorical(CategoricalEmission):
+    """One discrete symbol per row: ``x | z = k ~ Categorical(emissionprob[k])``.
+
+    X holds integer symbols ``0..n_symbols-1`` in one column; -1 or NaN marks a missing symbol.
+
+    Parameters
+    ----------
+    n_symbols : int, optional
+        Size of the alphabet; inferred as ``max(X) + 1`` when fitting if not given.
+    emissionprob_prior : float, default=1.0
+        Dirichlet concentration on each state's probabilities, >= 1 (1.0 is maximum likelihood).
+
+    Parameters of the states: ``emissionprob`` (K, n_symbols); ``learn`` names ``"emissionprob"``.
+    """
+
+    def __init__(self, n_symbols=None, emissionprob_prior=1.0):
+        if n_symbols is not None:
+            check_int(n_symbols, "n_symbols", minimum=1)
+        if np.ndim(emissionprob_prior) != 0:
+            raise ValueError("emissionprob_prior must be a number (one concentration for every entry); got an "
+                             "array (per-entry concentrations: CategoricalHMM)")
+        super().__init__(None, n_symbols, emissionprob_prior)
+        self.emissionprob_prior = float(emissionprob_prior)

@@ -41,7 +41,9 @@ from scipy.linalg import blas as _blas
 from ..collapse import floor_collapsed, main_axis_offset
 from ..inference import _kernels as _k
 from ..inference import _missing_kernels as _mk
+from .._validation import check_array, check_choice, check_float
 from ..stats import Stats
+from .base import EmissionFamily, register_family
 from .missing import component_means, has_nan, missing_patterns
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -542,8 +544,8 @@ class _Spherical(_Diag):
 COVARIANCE_TYPES = {c.name: c for c in (_Full(), _Diag(), _Spherical(), _Tied())}
 
 
-class GaussianEmission:
-    """Gaussian emission family.
+class GaussianEmission(EmissionFamily):
+    """Gaussian emission family (the engine of GaussianMixture and GaussianHMM; see :class:`Gaussian`).
 
     Parameters
     ----------
@@ -554,6 +556,8 @@ class GaussianEmission:
     """
 
     param_names = ("means", "covars")
+    attributes = {"means": "means", "covars": "covariances"}
+    handles_missing = True
 
     def __init__(self, n_components, covariance_type="full", reg_covar=1e-6):
         self.n_components = n_components
@@ -773,6 +777,19 @@ class GaussianEmission:
     def log_prior(self, params):
         return 0.0
 
+    def params_from(self, means, covars):
+        """Parameters from ``means`` (K, D) and ``covars`` in the compact shape of the covariance type."""
+        means = check_array(means, "means").astype(np.float64)
+        K, D = self.n_components or means.shape[0], means.shape[1]
+        if means.shape[0] != K:
+            raise ValueError(f"means must have shape ({K}, n_features); got {means.shape}")
+        return self.params_from_covariances(means, self.cov.check_covariances(covars, K, D, "covars"))
+
+    def check_params(self, params, n_features):
+        self.params_from(params.means, params.covariances)
+        if params.means.shape[1] != n_features:
+            raise ValueError(f"means must have {n_features} columns (n_features); got shape {params.means.shape}")
+
     def params_from_covariances(self, means, covariances):
         pc = self.cov.precisions_cholesky(covariances, self.reg_covar)
         return GaussianParams(means=means, covariances=covariances, precisions_cholesky=pc)
@@ -818,3 +835,26 @@ class GaussianEmission:
     def n_parameters(self, n_features):
         K, D = self.n_components, n_features
         return K * D + self.cov.n_parameters(K, D)
+
+
+@register_family("gaussian")
+class Gaussian(GaussianEmission):
+    """Multivariate Gaussian per state: ``x | z = k ~ N(means[k], covars[k])``.
+
+    Missing values (NaN) are integrated out exactly.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "diag", "spherical", "tied"}, default="full"
+        Shapes of ``covars``: full (K, D, D), diag (K, D), spherical (K,), tied (D, D).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance in the M-step.
+
+    Parameters of the states: ``means`` (K, D) and ``covars``; ``learn`` names ``"means"`` and
+    ``"covars"``.
+    """
+
+    def __init__(self, covariance_type="full", reg_covar=1e-6):
+        check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_float(reg_covar, "reg_covar", minimum=0.0)
+        super().__init__(None, covariance_type, reg_covar)

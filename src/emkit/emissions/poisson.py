@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
+from .._validation import check_array, check_float
 from ..stats import Stats
+from .base import EmissionFamily, register_family
 from .missing import component_means
 
 
@@ -30,8 +32,8 @@ class PoissonStats(Stats):
     sx: np.ndarray
 
 
-class PoissonEmission:
-    """Poisson emission family.
+class PoissonEmission(EmissionFamily):
+    """Poisson emission family (the engine of PoissonHMM; see :class:`Poisson`).
 
     Parameters
     ----------
@@ -42,14 +44,37 @@ class PoissonEmission:
     """
 
     param_names = ("lambdas",)
+    attributes = {"lambdas": "lambdas"}
+    handles_missing = True
 
     def __init__(self, n_components, lambdas_prior=0.0, lambdas_weight=0.0):
         self.n_components = n_components
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
 
-    def prepare(self, X, lengths=None):
+    def check_data(self, X):
+        """Non-negative integer counts (NaN: missing)."""
+        X = check_array(X, "X", allow_nan=True)
+        if np.any(X < 0):
+            raise ValueError("X must hold non-negative counts for Poisson emissions; got negative values")
+        if X.dtype.kind == "f" and not np.all((X == np.round(X)) | np.isnan(X)):
+            raise ValueError("X must hold integer counts for Poisson emissions; got non-integer values")
         return X
+
+    def params_from(self, lambdas):
+        """Parameters from the rates ``lambdas`` (K, D), non-negative."""
+        lam = check_array(lambdas, "lambdas").astype(np.float64)
+        if self.n_components is not None and lam.shape[0] != self.n_components:
+            raise ValueError(f"lambdas must have shape ({self.n_components}, n_features); got {lam.shape}")
+        if np.any(lam < 0):
+            raise ValueError("lambdas must be non-negative")
+        return PoissonParams(lambdas=lam)
+
+    def check_params(self, params, n_features):
+        self.params_from(params.lambdas)
+        if params.lambdas.shape[1] != n_features:
+            raise ValueError(f"lambdas must have shape ({self.n_components}, {n_features}); got "
+                             f"{params.lambdas.shape}")
 
     def log_likelihood(self, params, X):
         X = np.asarray(X, dtype=np.float64)
@@ -126,3 +151,25 @@ class PoissonEmission:
 
     def n_parameters(self, n_features):
         return self.n_components * n_features
+
+
+@register_family("poisson")
+class Poisson(PoissonEmission):
+    """Independent Poisson counts per state: ``x_d | z = k ~ Poisson(lambdas[k, d])``.
+
+    X holds non-negative integer counts (spike counts, event tallies); a missing count (NaN)
+    is skipped exactly.
+
+    Parameters
+    ----------
+    lambdas_prior, lambdas_weight : float, default=0.0
+        Gamma prior on the rates (hmmlearn's meaning): ``lambda = (prior + sum w x) / (weight + sum w)``;
+        0 and 0 is maximum likelihood.
+
+    Parameters of the states: ``lambdas`` (K, D); ``learn`` names ``"lambdas"``.
+    """
+
+    def __init__(self, lambdas_prior=0.0, lambdas_weight=0.0):
+        check_float(lambdas_prior, "lambdas_prior", minimum=0.0)
+        check_float(lambdas_weight, "lambdas_weight", minimum=0.0)
+        super().__init__(None, lambdas_prior, lambdas_weight)

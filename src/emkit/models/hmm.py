@@ -911,14 +911,14 @@ class ARHMM(BaseHMM):
                                                                 self.covars_init, D, "_init")
         if check_only:
             return None
-        return self._make_emission(D).params_from(eparams.coefs if coefs is None else coefs,
-                                                  eparams.intercepts if intercepts is None else intercepts,
-                                                  eparams.covars if covars is None else covars)
+        return self._make_emission(D).params_from_arrays(eparams.coefs if coefs is None else coefs,
+                                                         eparams.intercepts if intercepts is None else intercepts,
+                                                         eparams.covars if covars is None else covars)
 
     def _emission_params_from_attributes(self):
         D = np.asarray(self.intercepts_).shape[-1]
         coefs, intercepts, covars = self._check_emission_arrays(self.coefs_, self.intercepts_, self.covars_, D, "_")
-        return self._make_emission(D).params_from(coefs, intercepts, covars)
+        return self._make_emission(D).params_from_arrays(coefs, intercepts, covars)
 
     def _infer_n_features(self):
         return np.asarray(self.intercepts_).shape[1]
