@@ -335,3 +335,6 @@ def test_out_of_core_and_stochastic_fits():
     online = emkit.VariationalGaussianHMM(3, covariance_type="diag", max_iter=5, tol=0.0, random_state=0)
     online.fit(X, lengths, algorithm="stochastic", batch_size=200)
     assert online.elbo(X, lengths) > batch.elbo(X, lengths) - 0.05 * abs(batch.elbo(X, lengths))
+    with pytest.raises(ValueError, match="batch fit"):
+        online.elbo()
+    assert np.isfinite(batch.elbo())

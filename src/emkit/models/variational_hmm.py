@@ -184,16 +184,6 @@ class _VariationalHMM:
         raise ValueError(f"{type(self).__name__} is defined by its posterior; fit it, or set the *_posterior_ and "
                          "*_prior_ attributes")
 
-    def fit(self, X, lengths=None, callback=None, **kwargs):
-        super().fit(X, lengths, callback, **kwargs)
-        self._batch_bound = kwargs.get("algorithm", "em") == "em"
-        return self
-
-    def partial_fit(self, X, lengths=None, **kwargs):
-        super().partial_fit(X, lengths, **kwargs)
-        self._batch_bound = False
-        return self
-
     def elbo(self, X=None, lengths=None):
         """The evidence lower bound (a total over frames, higher is better).
 
@@ -205,7 +195,8 @@ class _VariationalHMM:
         """
         params = self._params_from_attributes()
         if X is None:
-            if not getattr(self, "_batch_bound", True):
+            state = getattr(self, "_online_state", None)  # a stochastic fit leaves a step schedule (kept in files)
+            if state is not None and state.schedule is not None:
                 raise ValueError("elbo() without X needs a batch fit (algorithm='em'); after partial_fit or "
                                  "algorithm='stochastic' pass the data: elbo(X, lengths)")
             return float(self.lower_bound_) * self._n_frames(params)
