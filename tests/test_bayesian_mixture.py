@@ -326,6 +326,10 @@ def test_cli_fit_select_report_show_effective_components(tmp_path, capsys):
     assert np.isfinite(info["elbo"]) and len(info["weights"]) == 10
     model = emkit.load(out / "model.npz")
     assert model.n_effective_components() == 4
+    from emkit.plot import plot_model
+
+    ax = plot_model(model, X)  # the switched-off components are not drawn
+    assert "4 effective" in ax.get_title() and len(ax.patches) == 2 * 4
     assert main(["fit", str(csv), "--model", "bayesian-gmm", "-k", "10", "--seed", "0", "--max-iter", "300",
                  "-o", str(out)]) == 0
     assert "4 of 10 components effective (weight > 0.01)" in capsys.readouterr().out

@@ -120,6 +120,8 @@ def plot_clusters(X, labels, *, means=None, covariances=None, feature_names=None
     if means is not None:
         M = (np.asarray(means, dtype=np.float64) - center) @ basis if X.shape[1] != 2 else np.asarray(means)
         for k in range(len(M)):
+            if not np.all(np.isfinite(M[k])):  # a component not drawn (NaN mean)
+                continue
             ax.plot(M[k, 0], M[k, 1], marker="x", color="black", ms=8, mew=2)
             if covariances is not None:
                 S = basis.T @ np.asarray(covariances[k], dtype=np.float64) @ basis
@@ -216,6 +218,11 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
         return _plot_1d(X[:, 0], labels, K, means=means, covariances=covs, weights=weights, ax=ax, word=word,
                         xlabel=str(feature_names[0]) if feature_names is not None else "x0",
                         title=title or f"{name}, K={K}{detail}")
+    if (means is not None and callable(getattr(model, "n_effective_components", None))
+            and getattr(model, "weights_", None) is not None):
+        off = np.asarray(model.weights_) <= 0.01  # components the prior switched off are not drawn
+        means = np.where(off[:, None], np.nan, means)
+        detail = f" ({model.covariance_type}, {int((~off).sum())} effective)"
     if X.shape[0] > max_points:
         idx = np.sort(np.random.default_rng(0).choice(X.shape[0], size=max_points, replace=False))
         X, labels = X[idx], labels[idx]
