@@ -140,12 +140,18 @@ LENGTH_SETS = [
 ]
 
 
-@pytest.mark.parametrize("force_log", [False, True], ids=["scaled", "logspace"])
+# forward-backward paths: all sequences together in numpy, the compiled scaled kernel, exact log space
+FB_MODES = {"batched": dict(_method="batched"), "kernel": dict(_method="kernel"),
+            "logspace": dict(_force_log=True)}
+
+
+@pytest.mark.parametrize("mode", list(FB_MODES))
 @pytest.mark.parametrize("neg_inf", [False, True], ids=["finite", "neginf"])
 @pytest.mark.parametrize("zeros", [False, True], ids=["dense", "zeros"])
 @pytest.mark.parametrize("lengths", LENGTH_SETS, ids=lambda l: "L" + "-".join(map(str, l)))
 @pytest.mark.parametrize("K", [1, 2, 3])
-def test_brute_force(K, lengths, zeros, neg_inf, force_log):
+def test_brute_force(K, lengths, zeros, neg_inf, mode):
+    force_log = mode == "logspace"
     seed = hash((K, tuple(lengths), zeros, neg_inf)) % (2**32)
     rng = np.random.default_rng(seed)
     pi, A = random_model(rng, K, zeros)
@@ -154,7 +160,7 @@ def test_brute_force(K, lengths, zeros, neg_inf, force_log):
     lengths = np.array(lengths)
     bf = brute_force(pi, A, ll, lengths)
 
-    r = hmm.forward_backward(pi, A, ll, lengths, _force_log=force_log)
+    r = hmm.forward_backward(pi, A, ll, lengths, **FB_MODES[mode])
     assert_no_nan(r.posteriors, r.expected_transitions, r.expected_start, r.seq_log_likelihood)
     assert r.posteriors.shape == (T, K) and r.posteriors.dtype == np.float64
     assert r.seq_log_likelihood.shape == (len(lengths),)
@@ -287,14 +293,15 @@ def test_all_states_impossible_at_a_step():
     assert hmm.viterbi(pi, A, ll)[0] == -np.inf
 
 
-def test_underflow_falls_back_to_log_space():
+@pytest.mark.parametrize("method", ["batched", "kernel"])
+def test_underflow_falls_back_to_log_space(method):
     # the only possible path takes a 1e-300 transition: the scaled normaliser
     # is below the safe range, the log-space path must give the exact answer
     pi = np.array([1.0, 0.0])
     A = np.array([[1.0, 1e-300], [0.0, 1.0]])
     ll = np.array([[0.0, -1000.0], [-np.inf, 0.0], [-3.0, -1.0]])
     bf = brute_force(pi, A, ll, [3])
-    r = hmm.forward_backward(pi, A, ll)
+    r = hmm.forward_backward(pi, A, ll, _method=method)
     assert np.isfinite(r.log_likelihood)
     assert abs(r.log_likelihood - bf["seq_ll"][0]) < TOL
     np.testing.assert_allclose(r.posteriors, bf["post"], atol=TOL)
@@ -307,7 +314,8 @@ def test_underflow_falls_back_to_log_space():
     np.testing.assert_array_equal(path, [0, 1, 1])
 
 
-def test_flushed_state_that_dominates_the_posterior():
+@pytest.mark.parametrize("method", ["batched", "kernel"])
+def test_flushed_state_that_dominates_the_posterior(method):
     # At t=0 the state that explains x_0 best has prior 1e-200; the other
     # state's frame probability is exp(-720) times smaller (below the scaled
     # path's range) but the future (x_1) makes it the posterior winner by a
@@ -316,7 +324,7 @@ def test_flushed_state_that_dominates_the_posterior():
     A = np.eye(2)
     ll = np.array([[0.0, -720.0], [-600.0, 0.0]])
     bf = brute_force(pi, A, ll, [2])
-    r = hmm.forward_backward(pi, A, ll)
+    r = hmm.forward_backward(pi, A, ll, _method=method)
     assert abs(r.log_likelihood - bf["seq_ll"][0]) < TOL
     np.testing.assert_allclose(r.posteriors, bf["post"], atol=TOL)
     np.testing.assert_allclose(r.posteriors, [[0, 1], [0, 1]], atol=1e-100)
@@ -340,6 +348,55 @@ def test_extreme_loglik_range():
     np.testing.assert_allclose(r.log_likelihood, r2.log_likelihood, rtol=1e-12)
     np.testing.assert_allclose(r.posteriors, r2.posteriors, atol=1e-10)
     np.testing.assert_allclose(r.expected_transitions, r2.expected_transitions, atol=1e-9)
+
+
+def _fb_close(r, ref, rtol=1e-12):
+    np.testing.assert_allclose(r.seq_log_likelihood, ref.seq_log_likelihood, rtol=rtol, atol=0)
+    np.testing.assert_allclose(r.posteriors, ref.posteriors, rtol=0, atol=rtol)
+    np.testing.assert_allclose(r.expected_transitions, ref.expected_transitions, rtol=rtol,
+                               atol=rtol * ref.expected_transitions.max())
+    np.testing.assert_allclose(r.expected_start, ref.expected_start, rtol=0, atol=rtol * len(ref.seq_log_likelihood))
+
+
+@pytest.mark.parametrize("K", [2, 7, 30])
+def test_batched_matches_kernel(K):
+    # many sequences of unequal lengths (some empty, some of length 1), exact zeros, -inf frames,
+    # float32 input, and a few sequences that the scaled recursion must hand to the log-space path
+    rng = np.random.default_rng(40 + K)
+    lengths = rng.integers(0, 90, size=60)
+    lengths[[3, 17]] = 0
+    lengths[[5, 9]] = 1
+    T = int(lengths.sum())
+    pi, A = random_model(rng, K, zeros=True)
+    ll = random_loglik(rng, T, K, neg_inf=True) * 3.0
+    seq = np.repeat(np.arange(lengths.size), lengths)
+    ll[seq == 20] = rng.normal(scale=900.0, size=((seq == 20).sum(), K))  # beyond exp's range
+    ll[seq == 21] -= 1e5  # tiny likelihoods: still finite in log
+    for dtype in (np.float64, np.float32):
+        x = ll.astype(dtype)
+        a = hmm.forward_backward(pi, A, x, lengths, _method="batched")
+        b = hmm.forward_backward(pi, A, x, lengths, _method="kernel")
+        assert_no_nan(a.posteriors, a.expected_transitions, a.expected_start)
+        ok = np.isfinite(b.seq_log_likelihood)
+        np.testing.assert_array_equal(np.isfinite(a.seq_log_likelihood), ok)
+        assert not ok.all() or np.isfinite(a.log_likelihood)
+        a.seq_log_likelihood[~ok] = b.seq_log_likelihood[~ok] = 0.0
+        _fb_close(a, b)
+
+
+def test_batched_is_chosen_for_small_problems_and_many_wide_sequences():
+    starts = lambda lengths: hmm._offsets(np.array(lengths), int(np.sum(lengths)))[0]  # noqa: E731
+    assert hmm._batched_pays(3, starts([200] * 10))  # a small first fit compiles nothing
+    assert hmm._batched_pays(50, starts([2000] * 100))  # one BLAS product per step
+    assert not hmm._batched_pays(3, starts([1_000_000]))  # one long sequence: compiled kernel
+    assert not hmm._batched_pays(10, starts([2000] * 100))
+    assert not hmm._batched_pays(50, starts([20000] + [10] * 100))  # too few sequences per step
+    # whichever path auto picks, results agree with the other one
+    rng = np.random.default_rng(9)
+    pi, A = random_model(rng, 4)
+    ll = random_loglik(rng, 600, 4)
+    _fb_close(hmm.forward_backward(pi, A, ll, [200, 400]),
+              hmm.forward_backward(pi, A, ll, [200, 400], _method="kernel"))
 
 
 # ---------------------------------------------------------------------------

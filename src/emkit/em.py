@@ -112,11 +112,16 @@ def parallel_kernels_threadsafe():
     True for numba's OpenMP and TBB threading layers; numba's fallback "workqueue" layer aborts
     on concurrent calls, so models whose E-step uses parallel kernels then run chunks in turn.
     """
-    from .inference import hmm
-
-    hmm.forward_backward(np.ones(1), np.ones((1, 1)), np.zeros((2, 1)))  # starts the threading layer
     import numba
 
+    try:  # starts the threading layer without compiling a kernel
+        from numba.np.ufunc.parallel import _launch_threads
+
+        _launch_threads()
+    except ImportError:  # pragma: no cover - numba moved it; a parallel kernel starts it too
+        from .inference import hmm
+
+        hmm.forward_backward(np.ones(1), np.ones((1, 1)), np.zeros((2, 1)), _method="kernel")
     return numba.threading_layer() in ("omp", "tbb")
 
 

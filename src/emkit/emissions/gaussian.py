@@ -121,6 +121,11 @@ class GaussianStats(Stats):
                              kind=self.kind)
 
 
+# diagonal Mahalanobis distances of at most this many (row, component, feature) terms are computed
+# in numpy rather than by the compiled kernel (which costs far more to compile than to run them)
+_SMALL_DIAG_CELLS = 1 << 16
+
+
 def _flipudlr(a):
     return np.flipud(np.fliplr(a))
 
@@ -481,8 +486,15 @@ class _Diag(_CovarianceType):
         return pc**2
 
     def mahalanobis(self, X, means, pc):
+        P = np.ascontiguousarray(self.precision_matrix(pc, X.shape[1]))
+        if X.shape[0] * means.shape[0] * X.shape[1] <= _SMALL_DIAG_CELLS:
+            # small input: the same sums in numpy, so a first fit does not wait for compilation
+            d = X[:, None, :] - means[None]
+            d *= d
+            d *= P
+            return d.sum(axis=2)
         out = np.empty((X.shape[0], means.shape[0]))
-        _k.diag_mahalanobis(X, means, np.ascontiguousarray(self.precision_matrix(pc, X.shape[1])), out)
+        _k.diag_mahalanobis(X, means, P, out)
         return out
 
     def second_moments(self, Xs, W):

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _hmm_batched as _b
 from . import _hmm_kernels as _k
 
 __all__ = [
@@ -67,6 +68,14 @@ __all__ = [
 # Target number of time steps per parallel block.  Block boundaries depend only
 # on the sequence lengths (never on the thread count).
 _BLOCK_STEPS = 4096
+
+# forward-backward runs all sequences together in numpy (see _batched_pays) for problems of at most
+# _SMALL_STEPS steps per sequence and _SMALL_CELLS frame log-likelihoods, and for K >=
+# _BATCH_MIN_STATES states with at least _BATCH_MIN_WIDTH frames per step on average
+_SMALL_STEPS = 1024
+_SMALL_CELLS = 1 << 17
+_BATCH_MIN_STATES = 24
+_BATCH_MIN_WIDTH = 32
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,26 @@ def _prepare(startprob, transmat, frame_loglik, lengths):
 # ---------------------------------------------------------------------------
 
 
-def forward_backward(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False):
+def _batched_pays(K, seq_starts):
+    """True when forward-backward should run all sequences together in numpy (:mod:`._hmm_batched`).
+
+    Two cases: small problems, where the numpy recursion costs a few milliseconds and a compiled
+    kernel would first cost seconds of compilation; and many sequences with many states, where
+    the per-step ``(n_seq, K) @ (K, K)`` product runs at BLAS speed.  The rule depends on the
+    shapes only, so a given problem always takes the same path.
+    """
+    lengths = np.diff(seq_starts)
+    if lengths.size == 0:
+        return True
+    L = int(lengths.max())
+    T = int(seq_starts[-1])
+    if L <= _SMALL_STEPS and T * K <= _SMALL_CELLS:
+        return True
+    # frames per step: the batch must be wide enough for the per-step numpy overhead to vanish
+    return K >= _BATCH_MIN_STATES and T >= _BATCH_MIN_WIDTH * L
+
+
+def forward_backward(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False, _method=None):
     """Posterior marginals and expected counts (E-step of Baum-Welch).
 
     Parameters
@@ -190,19 +218,47 @@ def forward_backward(startprob, transmat, frame_loglik, lengths=None, *, _force_
 
     Notes
     -----
-    Memory is O(T K): no (T, K, K) array is ever formed.
+    Memory is O(T K): no (T, K, K) array is ever formed.  Small problems and
+    many sequences with many states run all sequences together (one
+    ``(n_seq, K) @ (K, K)`` product per time step, in numpy); the others run
+    one sequence at a time in a compiled parallel kernel.  Both compute the
+    same scaled recursion and agree to rounding.
     """
     pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
-    logpi, logA = _logs(pi, A)
-    seq_ll, post, xi, start = _k.forward_backward_kernel(
-        pi, A, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
-    )
+    K = A.shape[0]
+    method = _method or ("batched" if _batched_pays(K, seq_starts) else "kernel")
+    if _force_log:
+        method = "kernel"
+    if method == "batched":
+        seq_ll, post, xi, start, bad = _b.forward_backward(pi, A, ll, seq_starts)
+        if bad.any():
+            # unsafe for the scaled recursion: the compiled kernel decides (log space)
+            idx = np.flatnonzero(bad)
+            rows = np.concatenate([np.arange(seq_starts[s], seq_starts[s + 1]) for s in idx])
+            sub = _fb_kernel(pi, A, ll[rows], np.diff(seq_starts)[idx], False)
+            seq_ll[idx] = sub[0]
+            post[rows] = sub[1]
+            xi += sub[2]
+            start += sub[3]
+    elif method == "kernel":
+        seq_ll, post, xi, start = _fb_kernel(pi, A, ll, None, _force_log, seq_starts, block_starts)
+    else:
+        raise ValueError(f"unknown forward-backward method {method!r}")
     return HMMPosterior(
         log_likelihood=float(np.sum(seq_ll)),
         seq_log_likelihood=seq_ll,
         posteriors=post,
         expected_transitions=xi,
         expected_start=start,
+    )
+
+
+def _fb_kernel(pi, A, ll, lengths, force_log, seq_starts=None, block_starts=None):
+    if seq_starts is None:
+        seq_starts, block_starts = _offsets(lengths, ll.shape[0])
+    logpi, logA = _logs(pi, A)
+    return _k.forward_backward_kernel(
+        pi, A, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(force_log)
     )
 
 
