@@ -1,4 +1,5 @@
-"""One and two threads give bit-identical results (chunk statistics are summed in a fixed order)."""
+"""One and two threads give bit-identical results (chunk statistics are summed in a fixed order), and
+``EMKIT_NUM_THREADS=1`` means one thread for everything: emkit's pool, numba and BLAS."""
 
 import json
 import os
@@ -23,12 +24,17 @@ SCRIPT = textwrap.dedent("""
     out["kmeans"] = [float(km.inertia_).hex()] + [float(v).hex() for v in km.cluster_centers_.ravel()]
     hmm = emkit.GaussianHMM(3, random_state=0, max_iter=5, tol=0).fit(X[:20000], [5000] * 4)
     out["hmm"] = [float(v).hex() for v in hmm.lower_bounds_] + [float(v).hex() for v in hmm.transmat_.ravel()]
+    import numba, threadpoolctl
+    out["threads"] = [numba.get_num_threads()] + sorted(
+        {m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"})
     print(json.dumps(out))
 """)
 
 
 def _run(threads):
-    env = dict(os.environ, EMKIT_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["EMKIT_NUM_THREADS"] = str(threads)
     src = os.path.join(os.path.dirname(__file__), "..", "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
@@ -39,5 +45,21 @@ def _run(threads):
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")
 def test_one_and_two_threads_agree_bitwise():
     one, two = _run(1), _run(2)
+    # EMKIT_NUM_THREADS alone (numba and BLAS not told) makes numba and BLAS single-threaded too
+    assert one.pop("threads") == [1, 1]
+    assert two.pop("threads")[0] == 2
     for key in one:
         assert one[key] == two[key], key
+
+
+def test_env_threads_is_checked(monkeypatch):
+    from emkit import em
+
+    monkeypatch.setenv("EMKIT_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match="EMKIT_NUM_THREADS"):
+        em.n_threads()
+    monkeypatch.setenv("EMKIT_NUM_THREADS", "0")
+    with pytest.raises(ValueError, match="EMKIT_NUM_THREADS"):
+        em.n_threads()
+    monkeypatch.setenv("EMKIT_NUM_THREADS", "3")
+    assert em.n_threads() == 3

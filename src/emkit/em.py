@@ -24,6 +24,8 @@ import contextlib
 import functools
 import itertools
 import os
+import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -34,14 +36,62 @@ import numpy as np
 
 _POOL = None
 _POOL_SIZE = None
+_LOCAL = threading.local()  # .blas_limited: this thread is inside blas_single_threaded()
+
+
+def _env_threads():
+    """``EMKIT_NUM_THREADS`` as a positive integer, or None when unset."""
+    env = os.environ.get("EMKIT_NUM_THREADS")
+    if not env:
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"EMKIT_NUM_THREADS must be a positive integer; got {env!r}") from None
+    if value < 1:
+        raise ValueError(f"EMKIT_NUM_THREADS must be a positive integer; got {env!r}")
+    return value
 
 
 def n_threads():
-    """Threads used to run chunk E-steps (``EMKIT_NUM_THREADS`` or the number of CPUs)."""
-    env = os.environ.get("EMKIT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    """Threads emkit uses: ``EMKIT_NUM_THREADS``, or the number of CPUs available to the process."""
+    env = _env_threads()
+    if env is not None:
+        return env
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _cap_numba(limit):
+    """Limit numba's parallel kernels to ``limit`` threads in the calling thread (the setting is per
+    thread); returns the previous setting, or None if nothing changed."""
+    import numba
+
+    before = numba.get_num_threads()
+    if before <= limit:
+        return None
+    numba.set_num_threads(limit)
+    return before
+
+
+def _apply_env_threads():
+    """``EMKIT_NUM_THREADS=N`` caps every kind of thread at N, not only emkit's pool: numba's parallel
+    kernels (the default of every thread when numba is not imported yet, else this thread's
+    setting) and BLAS/OpenMP (their current limit, and the environment that libraries loaded
+    later read).  Fits re-apply the caps in the thread that runs them (:func:`blas_single_threaded`)."""
+    limit = _env_threads()
+    if limit is None:
+        return
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        current = os.environ.get(var, "")
+        if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+            continue
+        if not current.isdigit() or int(current) > limit:
+            os.environ[var] = str(limit)
+    if "numba" in sys.modules:
+        _cap_numba(limit)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=limit)  # kept: applies until changed
 
 
 def _pool():
@@ -79,11 +129,9 @@ def imap_chunks(func, chunks):
     if second is None:
         yield func(*first)
         return
-    from threadpoolctl import threadpool_limits
-
     pool = _pool()
     pending = deque()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_single_threaded():
         for c in itertools.chain((first, second), it):
             pending.append(pool.submit(_single_threaded, func, *c))
             if len(pending) >= 2 * threads:
@@ -92,17 +140,33 @@ def imap_chunks(func, chunks):
             yield pending.popleft().result()
 
 
+@contextlib.contextmanager
 def blas_single_threaded():
     """Context limiting BLAS to one thread while emkit's own pool provides the parallelism.
 
     Tiny BLAS/LAPACK calls (the M-step's 10 x 10 Cholesky solves) are many times slower when
-    they wake a multi-threaded BLAS; large products run one per pool thread instead.
+    they wake a multi-threaded BLAS; large products run one per pool thread instead.  Entered
+    once per fit: nested uses (every pass over the chunks inside it) cost nothing, since
+    setting the limit through threadpoolctl takes milliseconds.  With ``EMKIT_NUM_THREADS``
+    set, numba's parallel kernels in this thread are capped at that number too.
     """
-    if n_threads() == 1:
-        return contextlib.nullcontext()
+    if getattr(_LOCAL, "blas_limited", False):
+        yield
+        return
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="blas")
+    limit = _env_threads()
+    numba_before = None if limit is None else _cap_numba(limit)
+    _LOCAL.blas_limited = True
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        _LOCAL.blas_limited = False
+        if numba_before is not None:
+            import numba
+
+            numba.set_num_threads(numba_before)
 
 
 @functools.lru_cache(maxsize=1)
@@ -403,3 +467,6 @@ def _run_stochastic_em(model, params, batches, schedule, tol, max_iter, verbose,
             break
     result.online_state = state
     return result
+
+
+_apply_env_threads()
