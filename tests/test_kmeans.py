@@ -50,6 +50,54 @@ def test_recovers_blobs():
     np.testing.assert_array_equal(KMeans(4, random_state=0, n_init=3).fit_predict(X), km.labels_)
 
 
+@pytest.fixture(params=["fused", "bounds"])
+def lloyd_path(request, monkeypatch):
+    """Run a test with each Lloyd path whatever the number of features: the fused full pass and
+    Yinyang bounds."""
+    from emkit.models import kmeans
+
+    monkeypatch.setattr(kmeans, "BOUNDS_MIN_FEATURES", 10**9 if request.param == "fused" else 1)
+    return request.param
+
+
+@pytest.mark.parametrize("D, K, weighted, max_iter", [(2, 8, False, 300), (12, 35, True, 300), (6, 64, False, 7),
+                                                      (20, 12, False, 4)])
+def test_both_lloyd_paths_match_sklearn(lloyd_path, D, K, weighted, max_iter):
+    """Labels, centres, inertia and iteration count as scikit-learn's from the same centres, for each
+    path (K=35 and 64: several groups of centres), overlapping clusters (bounds often fail)."""
+    sk = pytest.importorskip("sklearn.cluster")
+    X, _, _ = make_blobs(n=4000, D=D, K=K, seed=D + K, spread=1.5)
+    rng = np.random.default_rng(K)
+    init = X[rng.choice(len(X), K, replace=False)]
+    sw = rng.uniform(0.5, 2.0, size=len(X)) if weighted else None
+    kw = dict(init=init, n_init=1, max_iter=max_iter, tol=0 if max_iter < 300 else 1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = sk.KMeans(K, algorithm="lloyd", **kw).fit(X, sample_weight=sw)
+        ours = KMeans(K, **kw).fit(X, sample_weight=sw)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-9)
+    assert ours.n_iter_ == ref.n_iter_
+
+
+def test_lloyd_paths_agree_with_brute_force_each_iteration(lloyd_path):
+    """Every iteration's labels are the nearest centres by brute force (with empty clusters
+    relocated and repeated rows: exact ties between centres)."""
+    from emkit.models.kmeans import lloyd
+
+    X, _, _ = make_blobs(n=1500, D=11, K=5, seed=3, spread=2.0)
+    X = np.concatenate([X, X[:300], np.full((5, 11), 40.0)])  # repeated rows, a far group
+    init = np.concatenate([X[:9], np.full((1, 11), 1e3)])  # the last centre attracts nothing at first
+    for it in range(1, 8):
+        labels, inertia, new, n_iter, _ = lloyd(X, init, max_iter=it, tol=0.0)
+        assert n_iter == it
+        d2 = ((X[:, None, :] - new[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(labels, d2.argmin(axis=1))
+        np.testing.assert_allclose(inertia, d2.min(axis=1).sum(), rtol=1e-12)
+    assert np.bincount(labels, minlength=10).min() > 0
+
+
 def test_kmeans_plusplus_spreads_centres():
     X, _, means = make_blobs(n=3000, D=2, K=5, seed=3, spread=30.0)
     centers, idx = kmeans_plusplus(X, 5, np.random.default_rng(0))

@@ -22,6 +22,9 @@ SCRIPT = textwrap.dedent("""
         out["gmm-" + cov] = [float(v).hex() for v in gm.lower_bounds_] + [float(v).hex() for v in gm.means_.ravel()]
     km = emkit.KMeans(6, random_state=0, max_iter=20).fit(X)
     out["kmeans"] = [float(km.inertia_).hex()] + [float(v).hex() for v in km.cluster_centers_.ravel()]
+    Xw = np.concatenate([X, X ** 2, np.sin(X)], axis=1)  # 15 features: the Lloyd path with Yinyang bounds
+    km = emkit.KMeans(24, random_state=0, max_iter=20).fit(Xw)
+    out["kmeans-bounds"] = [float(km.inertia_).hex()] + [float(v).hex() for v in km.cluster_centers_.ravel()]
     hmm = emkit.GaussianHMM(3, random_state=0, max_iter=5, tol=0).fit(X[:20000], [5000] * 4)
     out["hmm"] = [float(v).hex() for v in hmm.lower_bounds_] + [float(v).hex() for v in hmm.transmat_.ravel()]
     import numba, threadpoolctl

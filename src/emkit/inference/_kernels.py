@@ -125,86 +125,184 @@ def lloyd_chunk(X, G, c_sq, sample_weight, labels, sums, counts):
     return inertia
 
 
-# -- K-means with Hamerly's bounds (exact Lloyd iterations that skip most distance computations) ------
+# -- Lloyd iterations: a fused pass for low dimensions, Yinyang bounds for higher ones ---------------
+#
+# Both kernels do a whole Lloyd E-step for a chunk of rows in one call: assign every row to its
+# nearest centre, count the labels that changed and add the rows into per-cluster sums and
+# weights.  Rows are handled in blocks of _BLOCK, copied to a (D, block) buffer so that the
+# distance loops run over contiguous rows and vectorise.
 
-@njit(cache=True, nogil=True)
-def best_two_from_products(X, C, GT, c_sq, labels, upper, lower):
-    """Full assignment of a chunk from ``GT = C @ X.T`` (K, n): nearest centre, the distance to it
-    (upper bound) and to the second nearest (lower bound), both recomputed directly from the rows.
-
-    The scan runs centre by centre over all rows, which vectorises.
-    """
-    K, n = GT.shape
-    D = X.shape[1]
-    b1 = np.full(n, np.inf)
-    b2 = np.full(n, np.inf)
-    i2 = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        labels[i] = 0
-    for k in range(K):
-        ck = c_sq[k]
-        for i in range(n):
-            v = ck - 2.0 * GT[k, i]
-            if v < b1[i]:
-                b2[i] = b1[i]
-                i2[i] = labels[i]
-                b1[i] = v
-                labels[i] = k
-            elif v < b2[i]:
-                b2[i] = v
-                i2[i] = k
-    for i in range(n):
-        a = labels[i]
-        s1 = 0.0
-        s2 = 0.0
-        for d in range(D):
-            v = X[i, d] - C[a, d]
-            s1 += v * v
-            w = X[i, d] - C[i2[i], d]
-            s2 += w * w
-        upper[i] = math.sqrt(s1)
-        lower[i] = math.sqrt(s2) if K > 1 else np.inf
+_BLOCK = 256
 
 
 @njit(cache=True, nogil=True)
-def hamerly_bounds(X, C, labels, upper, lower, shift, half_sep, need):
-    """Hamerly's test for a chunk of rows after the centres moved by ``shift`` (K,).
+def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
+    """Assign a chunk of rows to the nearest centre and accumulate, in one pass.
 
-    Loosens each row's bounds by the moves and keeps its label when the upper bound (tightened
-    to the exact distance if needed) is within ``max(lower bound, half_sep[label])``, where
-    ``half_sep[k]`` is half the distance from centre k to its nearest other centre.  Rows that
-    fail get ``need[i] = 1`` and must be reassigned in full.  Returns their number.
+    The nearest centre minimises ``|c|^2 - 2 x.c`` (``c_sq`` (K,) = ``|c|^2``; lowest index on
+    ties), as the BLAS formulation does, computed centre by centre over a block of rows.
+    Overwrites ``labels`` (n,) (holding the previous labels), adds the weighted rows into ``sums``
+    (K, D) and their weights into ``counts`` (K,); ``sample_weight`` of length 0 means unit
+    weights.  Returns the number of rows whose label changed.
     """
     n, D = X.shape
     K = C.shape[0]
-    j1 = 0
-    for k in range(1, K):
-        if shift[k] > shift[j1]:
-            j1 = k
-    s1 = shift[j1]
-    s2 = 0.0
+    weighted = sample_weight.shape[0] > 0
+    xt = np.empty((D, _BLOCK))
+    g = np.empty(_BLOCK)
+    best = np.empty(_BLOCK)
+    lab = np.empty(_BLOCK, dtype=np.int64)
+    changed = 0
+    for s in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - s)
+        for i in range(m):
+            for d in range(D):
+                xt[d, i] = X[s + i, d]
+        for i in range(m):
+            best[i] = np.inf
+            lab[i] = 0
+        for k in range(K):
+            c0 = C[k, 0]
+            for i in range(m):
+                g[i] = xt[0, i] * c0
+            for d in range(1, D):
+                cd = C[k, d]
+                for i in range(m):
+                    g[i] += xt[d, i] * cd
+            ck = c_sq[k]
+            for i in range(m):
+                v = ck - 2.0 * g[i]
+                if v < best[i]:
+                    best[i] = v
+                    lab[i] = k
+        for i in range(m):
+            a = lab[i]
+            if labels[s + i] != a:
+                changed += 1
+                labels[s + i] = a
+            w = sample_weight[s + i] if weighted else 1.0
+            counts[a] += w
+            for d in range(D):
+                sums[a, d] += w * xt[d, i]
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def _distance(X, i, C, k):
+    s = 0.0
+    for d in range(X.shape[1]):
+        v = X[i, d] - C[k, d]
+        s += v * v
+    return math.sqrt(s)
+
+
+@njit(cache=True, nogil=True)
+def _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1):
+    """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
+    nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
+    distance to the nearest centre other than the assigned one (lower bounds).  Returns the
+    number of labels that changed."""
+    K, D = C.shape
+    G = m1.shape[0]
+    for i in range(m):
+        r = rows[i]
+        for d in range(D):
+            xt[d, i] = X[r, d]
+    for g in range(G):
+        for i in range(m):
+            m1[g, i] = np.inf
+            m2[g, i] = np.inf
+            j1[g, i] = -1
     for k in range(K):
-        if k != j1 and shift[k] > s2:
-            s2 = shift[k]
-    count = 0
+        c0 = C[k, 0]
+        for i in range(m):
+            t = xt[0, i] - c0
+            acc[i] = t * t
+        for d in range(1, D):
+            cd = C[k, d]
+            for i in range(m):
+                t = xt[d, i] - cd
+                acc[i] += t * t
+        g = group_of[k]
+        for i in range(m):
+            v = acc[i]
+            if v < m1[g, i]:
+                m2[g, i] = m1[g, i]
+                m1[g, i] = v
+                j1[g, i] = k
+            elif v < m2[g, i]:
+                m2[g, i] = v
+    changed = 0
+    for i in range(m):
+        r = rows[i]
+        gb = 0
+        for g in range(1, G):
+            if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
+                gb = g
+        for g in range(G):
+            glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i])
+        upper[r] = math.sqrt(m1[gb, i])
+        if labels[r] != j1[gb, i]:
+            labels[r] = j1[gb, i]
+            changed += 1
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, labels, upper, glower, sums, counts):
+    """Lloyd E-step of a chunk with Yinyang (group) bounds, and accumulation.
+
+    The centres are split into G groups (``group_of`` (K,)).  Each row keeps an upper bound
+    ``upper`` (n,) on the distance to its centre and lower bounds ``glower`` (n, G) on the
+    distance to every other centre of each group.  After the centres moved by ``shift`` (K,)
+    (``group_shift`` (G,): the largest move in each group), the bounds are loosened by the
+    moves; a row keeps its label when its upper bound (tightened to the exact distance if
+    needed) is within the smallest group bound or within ``half_sep`` (K,) of its centre (half
+    the distance to the nearest other centre).  The other rows get exact distances to every
+    centre (:func:`_reassign_block`).  Rows start with ``upper = inf``.  Accumulates like
+    :func:`lloyd_fused` and returns the number of labels that changed.
+    """
+    n, D = X.shape
+    G = glower.shape[1]
+    weighted = sample_weight.shape[0] > 0
+    rows = np.empty(_BLOCK, dtype=np.int64)
+    xt = np.empty((D, _BLOCK))
+    acc = np.empty(_BLOCK)
+    m1 = np.empty((G, _BLOCK))
+    m2 = np.empty((G, _BLOCK))
+    j1 = np.empty((G, _BLOCK), dtype=np.int64)
+    changed = 0
+    m = 0
     for i in range(n):
         a = labels[i]
         u = upper[i] + shift[a]
-        lo = lower[i] - (s2 if a == j1 else s1)
-        m = half_sep[a] if half_sep[a] > lo else lo
-        need[i] = 0
-        if u > m:
-            s = 0.0
-            for d in range(D):
-                v = X[i, d] - C[a, d]
-                s += v * v
-            u = math.sqrt(s)
-            if u > m:
-                need[i] = 1
-                count += 1
+        lmin = np.inf
+        for g in range(G):
+            lo = glower[i, g] - group_shift[g]
+            glower[i, g] = lo
+            if lo < lmin:
+                lmin = lo
+        if half_sep[a] > lmin:
+            lmin = half_sep[a]
+        if u > lmin:
+            u = _distance(X, i, C, a)
+            if u > lmin:
+                rows[m] = i
+                m += 1
+                if m == _BLOCK:
+                    changed += _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
+                    m = 0
+                continue
         upper[i] = u
-        lower[i] = lo
-    return count
+    if m:
+        changed += _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
+    for i in range(n):
+        a = labels[i]
+        w = sample_weight[i] if weighted else 1.0
+        counts[a] += w
+        for d in range(D):
+            sums[a, d] += w * X[i, d]
+    return changed
 
 
 @njit(cache=True, nogil=True)
