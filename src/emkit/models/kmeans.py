@@ -259,10 +259,11 @@ BOUNDS_MIN_FEATURES = 10
 
 
 def _centre_groups(centers):
-    """Groups of centres for Yinyang bounds: K // 10 groups (at least one) by a few Lloyd
-    iterations on the centres themselves, from evenly spaced centres.  Returns group_of (K,)."""
-    K = centers.shape[0]
-    n_groups = max(1, K // 10)
+    """Groups of centres for Yinyang bounds: K // 10 groups (at least one, at most D so that the
+    bounds take no more memory than the data) by a few Lloyd iterations on the centres
+    themselves, from evenly spaced centres.  Returns group_of (K,)."""
+    K, D = centers.shape
+    n_groups = max(1, min(K // 10, D))
     if n_groups == 1:
         return np.zeros(K, dtype=np.int64)
     means = centers[np.linspace(0, K - 1, n_groups).astype(np.int64)].copy()
