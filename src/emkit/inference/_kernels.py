@@ -132,8 +132,6 @@ def lloyd_chunk(X, G, c_sq, sample_weight, labels, sums, counts):
 # weights.  Rows are handled in blocks of _BLOCK, copied to a (D, block) buffer so that the
 # distance loops run over contiguous rows and vectorise.
 
-_BLOCK = 256
-
 
 @njit(cache=True, nogil=True)
 def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
