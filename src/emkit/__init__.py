@@ -15,14 +15,15 @@ _PUBLIC = {
     "ARHMM": "models.hmm", "CategoricalHMM": "models.hmm", "GaussianHMM": "models.hmm", "PoissonHMM": "models.hmm",
     "GaussianMixtureClassifier": "models.classifier", "HMMClassifier": "models.classifier",
     "KMeans": "models.kmeans", "GaussianMixture": "models.mixture",
-    "BayesianGaussianMixture": "models.bayesian_mixture",
+    "BayesianGaussianMixture": "models.bayesian_mixture", "HMM": "models.generic", "MixtureModel": "models.generic",
     "ConvergenceWarning": "exceptions", "NotFittedError": "exceptions",
     "open_table": "sources", "StepSchedule": "em",
     "align_to": "selection", "match_states": "selection", "select": "selection", "state_stability": "selection",
     "VariationalGaussianHMM": "models.variational_hmm", "VariationalCategoricalHMM": "models.variational_hmm",
 }
 
-__all__ = ["ARHMM", "BayesianGaussianMixture", "CategoricalHMM", "GaussianHMM", "PoissonHMM", "ConvergenceWarning", "GaussianMixture",
+__all__ = ["ARHMM", "BayesianGaussianMixture", "CategoricalHMM", "GaussianHMM", "HMM", "MixtureModel", "PoissonHMM",
+           "ConvergenceWarning", "GaussianMixture",
            "GaussianMixtureClassifier", "HMMClassifier", "KMeans", "NotFittedError", "__version__", "align_to",
            "datasets", "load", "match_states", "open_table", "StepSchedule", "select", "selection",
            "state_stability", "VariationalCategoricalHMM", "VariationalGaussianHMM"]

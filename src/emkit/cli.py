@@ -29,9 +29,13 @@ MODELS = {
     "arhmm": "ARHMM",
     "variational-gaussian-hmm": "VariationalGaussianHMM",
     "variational-categorical-hmm": "VariationalCategoricalHMM",
+    "mixture": "MixtureModel",
+    "hmm": "HMM",
 }
 HMM_MODELS = ("gaussian-hmm", "categorical-hmm", "poisson-hmm", "arhmm", "variational-gaussian-hmm",
-              "variational-categorical-hmm")
+              "variational-categorical-hmm", "hmm")
+#: models that take any emission family (--emission NAME)
+GENERIC_MODELS = ("mixture", "hmm")
 
 
 class UserError(Exception):
@@ -158,6 +162,12 @@ def build_model(args):
         return cls(k, **common)
     if args.model in ("gmm", "bayesian-gmm"):
         return cls(k, covariance_type=args.covariance_type or "full", **common)
+    if args.model in GENERIC_MODELS:
+        emission = _emission(args)
+        return cls(k, emission=emission, **common) if args.model == "mixture" else \
+            cls(k, emission=emission, kappa=args.kappa, **common)
+    if getattr(args, "emission", None) is not None or getattr(args, "emission_param", None):
+        raise UserError(f"--emission and --emission-param go with --model mixture or --model hmm, not {args.model}")
     if args.model.startswith("variational-"):
         if args.kappa:
             raise UserError("--kappa applies to maximum-likelihood HMMs; the variational HMMs have no sticky prior")
@@ -170,6 +180,49 @@ def build_model(args):
     if args.model == "arhmm":
         return cls(k, order=args.order, **hmm)
     return cls(k, **hmm)
+
+
+def _emission(args):
+    """The emission family of ``--emission NAME`` with ``--emission-param KEY=VALUE`` hyperparameters."""
+    from .emissions import make_family
+
+    if not args.emission:
+        raise UserError(f"--model {args.model} needs --emission NAME (one of {', '.join(_family_names())})")
+    params = {}
+    for item in args.emission_param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--emission-param must be KEY=VALUE; got {item!r}")
+        params[key.strip()] = _plain_value(value.strip())
+    if args.covariance_type is not None:
+        params.setdefault("covariance_type", args.covariance_type)
+    if args.order != 1:
+        params.setdefault("order", args.order)
+    try:
+        return make_family(args.emission, **params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--emission {args.emission}: {exc}") from None
+
+
+def _family_names():
+    from .emissions import family_names
+
+    return family_names()
+
+
+def _plain_value(text):
+    """A hyperparameter from the command line: an integer, a number, true/false/none, or the text itself."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _fit(model, data, quiet=False):
@@ -265,6 +318,23 @@ def describe(model, data, labels):
         lines.append("  state  n      " + "  ".join(f"{'p(' + str(s) + ')':>7s}" for s in range(S)))
         for k in range(K):
             lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>7.3f}" for v in model.emissionprob_[k]))
+    elif name in ("MixtureModel", "HMM"):
+        params = model.emission_params_
+        family = model._family()
+        arrays = family.params_arrays(params)
+        info.update(emission=type(family).family_name, emission_params=family.hyperparameters(),
+                    **{k: np.asarray(v).tolist() for k, v in arrays.items()})
+        if name == "MixtureModel":
+            info["weights"] = model.weights_.tolist()
+        lines.append(f"  emission {family!r}")
+        for key, value in arrays.items():
+            value = np.asarray(value)
+            if value.ndim == 2 and value.shape[0] == K:
+                lines.append(f"  {key}:")
+                for k in range(K):
+                    lines.append(f"  {k:>5d}  {counts[k]:<6d} " + "  ".join(f"{v:>10.4g}" for v in value[k]))
+            else:
+                lines.append(f"  {key}: shape {value.shape}")
     elif name == "ARHMM":
         info.update(intercepts=model.intercepts_.tolist(), coefs=model.coefs_.tolist())
         lines.append("  state  n      intercept")
@@ -569,7 +639,13 @@ def cmd_info(args):
             "emkit_version": meta.get("emkit_version"), "params": meta["params"], "attributes": shapes}
     lines = [f"{args.model_file}: emkit {meta['class']} (model format {meta['format_version']}, "
              f"written by emkit {meta.get('emkit_version')})", "  hyperparameters:"]
-    lines += [f"    {k} = {v!r}" for k, v in meta["params"].items()]
+    lines += [f"    {k} = {v!r}" for k, v in meta["params"].items()
+              if not (isinstance(v, dict) and "__family__" in v)]
+    family = getattr(model, "_family", None)
+    if family is not None:  # a generic estimator: its emission family
+        family = family()
+        info["emission"] = {"family": type(family).family_name, "params": family.hyperparameters()}
+        lines.insert(1, f"  emission family: {type(family).family_name} {family!r}")
     lines.append("  fitted attributes:")
     for k, shape in shapes.items():
         value = getattr(model, k)
@@ -624,8 +700,9 @@ def _labelled_data(args, label_required):
 def _build_classifier(args):
     import emkit
 
-    if args.model in ("kmeans", "bayesian-gmm"):
-        raise UserError(f"classify supports --model gmm or an HMM; got --model {args.model}")
+    if args.model in ("kmeans", "bayesian-gmm", "mixture"):
+        raise UserError(f"classify supports --model gmm or an HMM (including --model hmm --emission NAME); "
+                        f"got --model {args.model}")
     flags = dict(ambiguity_threshold=args.ambiguity_threshold, anomaly_quantile=args.anomaly_quantile)
     if args.model == "gmm":
         return emkit.GaussianMixtureClassifier(args.n_components, covariance_type=args.covariance_type or "full",
@@ -775,6 +852,13 @@ def _add_model_options(p, k_help="number of components/states/clusters"):
     p.add_argument("--covariance-type", choices=COVARIANCE_TYPE_NAMES, default=None,
                    help="gmm and gaussian-hmm (defaults: full for gmm, diag for gaussian-hmm)")
     p.add_argument("--order", type=int, default=1, help="arhmm: autoregressive order (default 1)")
+    p.add_argument("--emission", metavar="NAME", default=None,
+                   help="mixture and hmm: the emission family by registered name (built in: gaussian, categorical, "
+                        "poisson, autoregressive, and the families emkit.emissions adds; a family of your own is "
+                        "registered with emkit.emissions.register_family)")
+    p.add_argument("--emission-param", metavar="KEY=VALUE", action="append", default=None,
+                   help="mixture and hmm: a hyperparameter of the emission family, e.g. covariance_type=diag or "
+                        "df=5 (repeat for several; numbers, true/false and none are converted)")
     p.add_argument("--kappa", type=float, default=0.0, help="HMMs: sticky self-transition prior weight")
     p.add_argument("--n-init", type=int, default=1, help="restarts; the best is kept")
     p.add_argument("--max-iter", type=int, default=100)

@@ -20,6 +20,12 @@ It holds
 ``online.<field>...``
     the running statistics of online EM (``partial_fit``), described under ``online`` in the
     metadata, so that a reloaded model continues its stream where it stopped.
+``{"__family__": name, "params": {...}}``
+    a hyperparameter that is an emission family (``emission`` of :class:`emkit.MixtureModel`
+    and :class:`emkit.HMM`): its registered name and plain hyperparameters.  Loading looks the
+    name up among the families already imported (a family of your own must be imported
+    first); its parameter arrays are fitted attributes named after the family's
+    ``attributes`` (``attr:means_``, ...).
 ``<member attribute>.<i>.param:...``, ``...attr:...``, ``...online...``
     composite models (classifiers): the metadata entry has ``members``, one entry like the
     top-level one per fitted member model, whose arrays carry the prefix; a hyperparameter that
@@ -119,10 +125,26 @@ def register(cls):
     return cls
 
 
-def attribute_types(cls):
-    """``{name: AttributeType}`` of every fitted attribute ``cls`` may save (its whitelist)."""
+#: The type of the parameter arrays of an emission family (generic estimators).
+FAMILY_ARRAY = AttributeType("fiub", (0, 1, 2, 3, 4))
+
+
+def fitted_attribute_names(cls, family=None):
+    """The fitted attributes ``cls`` always saves; with an emission ``family`` (generic estimators),
+    its parameter arrays too."""
+    names = tuple(getattr(cls, "_fitted_attributes", ()))
+    if family is not None:
+        names += cls._family_attribute_names(family)
+    return names
+
+
+def attribute_types(cls, family=None):
+    """``{name: AttributeType}`` of every fitted attribute ``cls`` may save (its whitelist); ``family``: the
+    emission family of a generic estimator, whose parameter arrays are added."""
     table = {**ATTRIBUTE_TYPES, **getattr(cls, "_attribute_types", {})}
-    names = tuple(getattr(cls, "_fitted_attributes", ())) + tuple(getattr(cls, "_optional_attributes", ()))
+    if family is not None:
+        table.update({name: FAMILY_ARRAY for name in cls._family_attribute_names(family)})
+    names = fitted_attribute_names(cls, family) + tuple(getattr(cls, "_optional_attributes", ()))
     unknown = [n for n in names if n not in table]
     if unknown:
         raise TypeError(f"{cls.__name__} declares fitted attributes without a type: {unknown}; "
@@ -210,6 +232,12 @@ def _encode_params(model, arrays, prefix):
             params[key] = {"__items__": items}
         elif _jsonable(value):
             params[key] = value
+        elif _is_family(value):
+            params[key] = _family_to_json(value, key)
+        elif isinstance(value, dict) and value and all(isinstance(v, (np.ndarray, list)) for v in value.values()):
+            for name, a in value.items():  # starting arrays by name (emission_init)
+                arrays[f"{prefix}param:{key}.{name}"] = np.asarray(a)
+            params[key] = {"__arrays__": sorted(value)}
         elif hasattr(value, "get_params") and not isinstance(value, type):
             _check_registered(type(value))
             params[key] = {"__estimator__": type(value).__name__,
@@ -221,12 +249,61 @@ def _encode_params(model, arrays, prefix):
     return params
 
 
+def _is_family(value):
+    from .emissions.base import EmissionFamily
+
+    return isinstance(value, EmissionFamily)
+
+
+def _family_to_json(family, key):
+    """An emission family as ``{"__family__": registered name, "params": plain hyperparameters}``."""
+    from .emissions.base import get_family
+
+    name = type(family).family_name
+    if name is None or get_family(name) is not type(family):
+        raise TypeError(f"{key}={family!r} cannot be stored in a model file: its class is not a registered emission "
+                        "family (decorate it with emkit.emissions.register_family)")
+    return {"__family__": name, "params": family.hyperparameters()}
+
+
+def _family_from_json(value, key, path):
+    """The family instance of :func:`_family_to_json` (looked up among the registered families; no code is run
+    from the file)."""
+    from .emissions.base import get_family
+
+    name, params = value.get("__family__"), value.get("params")
+    if not isinstance(name, str) or not isinstance(params, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, (bool, int, float, str))) for k, v in params.items()):
+        raise ValueError(f"{path}: hyperparameter {key} (an emission family) is damaged")
+    cls = get_family(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"{path}: hyperparameters of emission family {name!r} do not match: {exc}") from None
+
+
+def _entry_family(cls, params, path):
+    """The emission family of a generic estimator's metadata entry (None for other classes)."""
+    key = getattr(cls, "_family_param", None)
+    if key is None:
+        return None
+    value = params.get(key) if isinstance(params, dict) else None
+    if isinstance(value, str):
+        from .emissions.base import get_family
+
+        return get_family(value)()
+    if not isinstance(value, dict) or "__family__" not in value:
+        raise ValueError(f"{path}: the emission family of the {cls.__name__} is missing from the file")
+    return _family_from_json(value, key, path)
+
+
 def _encode(model, arrays, prefix):
     """Metadata entry (class, params, attributes, online, members) of a fitted model; arrays added."""
     cls = type(model)
     _check_registered(cls)
-    types = attribute_types(cls)
-    missing = [n for n in getattr(cls, "_fitted_attributes", ()) if getattr(model, n, None) is None]
+    family = model._base_family() if getattr(cls, "_family_param", None) else None
+    types = attribute_types(cls, family)
+    missing = [n for n in fitted_attribute_names(cls, family) if getattr(model, n, None) is None]
     if missing:
         raise ValueError(f"cannot save an unfitted {cls.__name__}: missing {', '.join(missing)}; call fit first")
     if hasattr(model, "_validate_fitted"):
@@ -388,7 +465,7 @@ def _entry_members(entry, prefix, path):
         if not isinstance(entry.get(field), kinds):
             raise ValueError(f"{path}: metadata field {field!r} of {cls.__name__} must be {what}; "
                              f"got {type(entry.get(field)).__name__}")
-    types = attribute_types(cls)
+    types = attribute_types(cls, _entry_family(cls, entry["params"], path))
     for name, kind in entry["attributes"].items():
         if name not in types:
             raise ValueError(f"{path}: {name!r} is not a fitted attribute of {cls.__name__}; "
@@ -420,6 +497,11 @@ def _param_members(cls, params, prefix, path):
             raise ValueError(f"{path}: {name!r} is not a hyperparameter of {cls.__name__}")
     allowed = {f"{prefix}param:{name}" for name in known}
     for name, value in params.items():
+        if isinstance(value, dict) and "__arrays__" in value:
+            names = value["__arrays__"]
+            if not isinstance(names, list) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+                raise ValueError(f"{path}: hyperparameter {name} of {cls.__name__} is damaged")
+            allowed |= {f"{prefix}param:{name}.{n}" for n in names}
         if isinstance(value, dict) and "__estimator__" in value:
             if not isinstance(value.get("params"), dict):
                 raise ValueError(f"{path}: hyperparameter {name} of {cls.__name__} is damaged")
@@ -470,20 +552,29 @@ def _decode_params(cls, params, arrays, prefix, path):
         elif isinstance(value, dict) and "__estimator__" in value:
             params[key] = _decode_params(_model_class(value["__estimator__"], path), value.get("params"), arrays,
                                          f"{prefix}{key}.", path)
+        elif isinstance(value, dict) and "__family__" in value:
+            params[key] = _family_from_json(value, key, path)
+        elif isinstance(value, dict) and "__arrays__" in value:
+            params[key] = {n: _numeric_param(arrays[f"{prefix}param:{key}.{n}"], f"{key}.{n}", cls)
+                           for n in value["__arrays__"]}
     head = f"{prefix}param:"
     for key in list(arrays):
         if key.startswith(head) and "." not in key[len(head):]:
             name, a = key[len(head):], arrays[key]
             if name in params:
                 raise ValueError(f"hyperparameter {name} of {cls.__name__} is stored twice")
-            if a.dtype.kind not in "fiub" or a.ndim > 3:
-                raise ValueError(f"hyperparameter {name} of {cls.__name__} must be a numeric array of at most 3 "
-                                 f"dimensions; got dtype {a.dtype}, shape {a.shape}")
-            params[name] = a
+            params[name] = _numeric_param(a, name, cls)
     try:
         return cls(**params)
     except TypeError as exc:
         raise ValueError(f"{path}: hyperparameters do not match {cls.__name__}: {exc}") from None
+
+
+def _numeric_param(a, name, cls):
+    if a.dtype.kind not in "fiub" or a.ndim > 3:
+        raise ValueError(f"hyperparameter {name} of {cls.__name__} must be a numeric array of at most 3 "
+                         f"dimensions; got dtype {a.dtype}, shape {a.shape}")
+    return a
 
 
 def _decode(entry, arrays, prefix, path):
@@ -492,14 +583,15 @@ def _decode(entry, arrays, prefix, path):
     its values."""
     cls = _model_class(entry.get("class"), path)
     model = _decode_params(cls, entry.get("params", {}), arrays, prefix, path)
-    types = attribute_types(cls)
+    family = _entry_family(cls, entry.get("params", {}), path)
+    types = attribute_types(cls, family)
     for name in entry["attributes"]:
         a, spec = arrays[f"{prefix}attr:{name}"], types[name]
         if a.dtype.kind not in spec.kinds or a.ndim not in spec.ndims:
             raise ValueError(f"fitted attribute {name} has dtype {a.dtype} and shape {a.shape}; expected dtype kind "
                              f"in {spec.kinds!r} with {' or '.join(map(str, spec.ndims))} dimension(s)")
         setattr(model, name, a.tolist() if spec.as_list else (a.item() if a.ndim == 0 else a))
-    missing = [n for n in getattr(cls, "_fitted_attributes", ()) if n not in entry["attributes"]]
+    missing = [n for n in fitted_attribute_names(cls, family) if n not in entry["attributes"]]
     if missing:
         raise ValueError(f"fitted attribute {missing[0]} is missing")
     members = getattr(cls, "_member_attribute", None)

@@ -178,17 +178,26 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     from .models.kmeans import KMeans
     from .models.mixture import GaussianMixture
 
+    from .emissions.categorical import CategoricalEmission
+    from .emissions.gaussian import GaussianEmission
+    from .emissions.poisson import PoissonEmission
+    from .models.generic import MixtureModel
+
     name = type(model).__name__
-    if isinstance(model, CategoricalHMM):
+    family = model._family() if isinstance(model, (MixtureModel, BaseHMM)) and hasattr(model, "_family") else None
+    if isinstance(model, CategoricalHMM) or isinstance(family, CategoricalEmission):
         E = np.asarray(model.emissionprob_)
         return _heatmap(E, ax=ax, xlabel="symbol", ylabel="state", title=title or f"{name}: emission probabilities")
-    if not isinstance(model, (GaussianMixture, KMeans, BaseHMM)):
-        raise TypeError(f"plot_model supports emkit's GaussianMixture, KMeans and HMM models; got {name}")
+    if not isinstance(model, (GaussianMixture, KMeans, BaseHMM, MixtureModel)):
+        raise TypeError(f"plot_model supports emkit's GaussianMixture, MixtureModel, KMeans and HMM models; got {name}")
     if feature_names is None and hasattr(X, "columns"):
         feature_names = [str(c) for c in X.columns]
     if isinstance(model, BaseHMM):
         X, lengths = as_sequences(X, lengths)
     X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    if family is not None:
+        model._fitted_params()  # the family of the fitted parameters
+        family = model._family()
     if labels is None:
         labels = model.predict(X, lengths) if isinstance(model, BaseHMM) else model.predict(X)
     labels = np.asarray(labels)
@@ -205,10 +214,17 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
         covs = COVARIANCE_TYPES[model.covariance_type].full_covariances(
             np.asarray(getattr(model, attr), dtype=np.float64), K, D)
         detail = f" ({model.covariance_type})"
+    elif isinstance(family, GaussianEmission):
+        means = np.asarray(model.means_, dtype=np.float64)
+        K, D = means.shape
+        covs = family.cov.full_covariances(np.asarray(model.covars_, dtype=np.float64), K, D)
+        detail = f" ({family!r})"
     elif isinstance(model, KMeans):
         means, detail = np.asarray(model.cluster_centers_, dtype=np.float64), ""
-    elif isinstance(model, PoissonHMM):
+    elif isinstance(model, PoissonHMM) or isinstance(family, PoissonEmission):
         return plot_rates(model, feature_names=feature_names, ax=ax, title=title)
+    elif family is not None:
+        detail = f" ({family!r})"
     else:
         detail = f" (order {model.order})" if isinstance(model, ARHMM) else ""
     K = int(model.n_clusters if isinstance(model, KMeans) else model.n_components)

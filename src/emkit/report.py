@@ -150,11 +150,12 @@ def state_statistics(states, lengths=None, n_states=None):
 def _kind(model):
     from .models.hmm import BaseHMM
     from .models.kmeans import KMeans
+    from .models.generic import MixtureModel
     from .models.mixture import GaussianMixture
 
     if isinstance(model, BaseHMM):
         return "hmm"
-    if isinstance(model, GaussianMixture):
+    if isinstance(model, (GaussianMixture, MixtureModel)):
         return "mixture"
     if isinstance(model, KMeans):
         return "kmeans"
@@ -381,7 +382,7 @@ def _summary_section(model, kind, X, lengths, feature_names):
             rows.append(["final lower bound (training objective)", float(lb)])
     rows.append(["emkit version", __version__])
     body = [_table(["quantity", "value"], rows, caption="Fit")]
-    params = model.get_params()
+    params = model.get_params(deep=False)
     prow = [[k, _param_text(v)] for k, v in params.items()]
     body.append(_table(["hyperparameter", "value"], prow, caption="Hyperparameters"))
     return _section("summary", "Summary", ['<div class="grid">'] + body + ["</div>"])
@@ -405,7 +406,18 @@ def _parameters_section(model, kind, feature_names):
     body = grid
     if kind == "kmeans":
         body.append(_matrix_table(model.cluster_centers_, label, feature_names, caption="Cluster centres"))
-    if kind == "mixture" or isinstance(model, GaussianHMM):
+    if hasattr(model, "emission_params_"):  # MixtureModel, HMM: the arrays the emission family declares
+        params = model.emission_params_
+        family = model._family()
+        body.append(f"<p>Emission family: <code>{_e(repr(family))}</code></p>")
+        for name, value in family.params_arrays(params).items():
+            a = np.asarray(value, dtype=np.float64)
+            if a.ndim == 2 and a.shape[0] == K:
+                cols = feature_names if a.shape[1] == len(feature_names) else [f"{name}[{j}]" for j in range(a.shape[1])]
+                body.append('<div class="scroll">' + _matrix_table(a, label, cols, caption=name) + "</div>")
+            else:
+                body.append(f"<p><code>{_e(name)}</code>: array of shape {a.shape}</p>")
+    elif kind == "mixture" or isinstance(model, GaussianHMM):
         attr = "covariances_" if kind == "mixture" else "covars_"
         full = _full_covariances(model, attr)
         body.append(_matrix_table(model.means_, label, feature_names, caption="Means"))

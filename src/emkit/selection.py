@@ -201,7 +201,7 @@ def _check_n_components(n_components):
 
 def _template_params(model, kind):
     """Hyperparameters of the template, refusing those whose shape fixes the number of states."""
-    params = model.get_params()
+    params = model.get_params(deep=False)
     fixed = []
     for name, value in params.items():
         if value is None:

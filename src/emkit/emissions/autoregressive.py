@@ -253,6 +253,9 @@ class AREmission(EmissionFamily):
         out[2] = COVARIANCE_TYPES["full"].check_covariances(out[2], K, D, "covars")
         return self.params_from_arrays(*out)
 
+    def n_features_of(self, params):
+        return params.intercepts.shape[1]
+
     def check_params(self, params, n_features):
         self.params_from(params.coefs, params.intercepts, params.covars)
         if params.intercepts.shape[1] != n_features:

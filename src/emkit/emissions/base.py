@@ -50,6 +50,9 @@ and these, which have defaults:
                                    it (default: numbers; NaN only if ``handles_missing``).
 ``configured(X)``                  a copy with settings that depend on the data fixed (the
                                    number of symbols of a categorical family); default: self.
+``configured_for(params)``         the same, from parameters (a model set by hand or loaded).
+``n_features_of(params)``          data columns the parameters describe (default: last axis of
+                                   the first public array).
 ``seeding_view(X)``                the rows k-means++ seeding looks at (default: ``X``): the
                                    generic seeding assigns each row to its nearest k-means++
                                    centre, runs ``statistics(None, ...)`` on those hard
@@ -173,6 +176,11 @@ class EmissionFamily:
         """A copy with the settings that depend on the (validated) data fixed; default: ``self``."""
         return self
 
+    def configured_for(self, params):
+        """A copy with the data-dependent settings taken from ``params`` (a model set by hand or loaded);
+        default: ``self``."""
+        return self
+
     def seeding_view(self, X):
         """The rows k-means++ seeding clusters (n, D'); default: ``X`` itself."""
         return X
@@ -230,6 +238,11 @@ class EmissionFamily:
     def params_arrays(self, params):
         """``{public name: array}`` of ``params`` (the inverse of :meth:`params_from`)."""
         return {name: getattr(params, field) for name, field in self.attributes.items()}
+
+    def n_features_of(self, params):
+        """The number of data columns ``params`` describe; default: the last axis of the first public array."""
+        first = next(iter(self.params_arrays(params).values()))
+        return int(np.shape(first)[-1])
 
     def check_params(self, params, n_features):
         """Raise a ``ValueError`` naming the parameter if ``params`` are not valid for ``n_features``.

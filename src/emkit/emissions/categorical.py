@@ -96,10 +96,22 @@ class CategoricalEmission(EmissionFamily):
 
     def seeding_view(self, X):
         """One-hot rows (n, n_symbols): k-means++ then picks distinct symbols as centres (missing: all zero)."""
+        symbols = np.asarray(X)[:, 0]
+        seen = symbols >= 0  # NaN and -1: missing
         out = np.zeros((X.shape[0], self.n_symbols))
-        seen = X[:, 0] >= 0
-        out[np.flatnonzero(seen), X[seen, 0]] = 1.0
+        out[np.flatnonzero(seen), symbols[seen].astype(np.int64)] = 1.0
         return out
+
+    def configured_for(self, params):
+        """With ``n_symbols`` None, a copy whose alphabet is that of ``params``."""
+        if self.n_symbols is not None:
+            return self
+        out = copy.copy(self)
+        out.n_symbols = params.emissionprob.shape[1]
+        return out
+
+    def n_features_of(self, params):
+        return 1
 
     def params_from(self, emissionprob):
         """Parameters from ``emissionprob`` (K, n_symbols), rows summing to 1; its zeros are structural (kept)."""
@@ -112,7 +124,10 @@ class CategoricalEmission(EmissionFamily):
         self.params_from(params.emissionprob)
 
     def prepare(self, X, lengths=None):
-        return np.ascontiguousarray(X[:, 0], dtype=np.int64)
+        symbols = X[:, 0]
+        if symbols.dtype.kind == "f":  # chunks of a file or a float array: NaN marks a missing symbol
+            symbols = np.where(np.isnan(symbols), -1.0, symbols)
+        return np.ascontiguousarray(symbols, dtype=np.int64)
 
     def log_likelihood(self, params, symbols):
         with np.errstate(divide="ignore"):

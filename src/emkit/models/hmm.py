@@ -155,8 +155,7 @@ class BaseHMM(EMEstimator):
         emission parameters and the start/transition counts."""
         K = self.n_components
         emission = self._make_emission(source.n_features)
-        inits = [getattr(self, a[:-1] + "_init") for a in self._emission_attributes]
-        if all(v is not None for v in inits + [self.startprob_init, self.transmat_init]):
+        if self._emission_inits_complete() and self.startprob_init is not None and self.transmat_init is not None:
             # every starting value is given: no seeding pass over the data
             return _with_masks(check_probability_vector(self.startprob_init, "startprob_init", K),
                                check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K)),
@@ -165,12 +164,12 @@ class BaseHMM(EMEstimator):
             eparams = self._random_emission_params(rng)
             startprob, trans = np.ones(K), np.ones((K, K))
         else:
-            sample = source.sample(INIT_SAMPLE_FRAMES, rng)
+            sample = emission.seeding_view(source.sample(INIT_SAMPLE_FRAMES, rng))
             centers = kmeans_plusplus(seeding_rows(sample, K)[0], K, rng)[0]
             stats = None
             startprob, trans = np.ones(K), np.ones((K, K))
             for Xc, lens in source.chunks():
-                labels = assign_observed(np.asarray(Xc, dtype=np.float64), centers)
+                labels = assign_observed(emission.seeding_view(np.asarray(Xc, dtype=np.float64)), centers)
                 resp = np.zeros((Xc.shape[0], K))
                 resp[np.arange(Xc.shape[0]), labels] = 1.0
                 resp[labels < 0] = 1.0 / K  # frames with nothing observed
@@ -192,6 +191,10 @@ class BaseHMM(EMEstimator):
             transmat = check_stochastic_matrix(self.transmat_init, "transmat_init", (K, K))
         eparams = self._apply_emission_inits(eparams, source.n_features)
         return _with_masks(startprob, transmat, eparams)
+
+    def _emission_inits_complete(self):
+        """Whether every emission parameter has a starting value (``<name>_init``)."""
+        return all(getattr(self, a[:-1] + "_init") is not None for a in self._emission_attributes)
 
     def _set_attributes(self, params):
         self.startprob_ = params.startprob
