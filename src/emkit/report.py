@@ -413,7 +413,8 @@ def _parameters_section(model, kind, feature_names):
         for name, value in family.params_arrays(params).items():
             a = np.asarray(value, dtype=np.float64)
             if a.ndim == 2 and a.shape[0] == K:
-                cols = feature_names if a.shape[1] == len(feature_names) else [f"{name}[{j}]" for j in range(a.shape[1])]
+                cols = feature_names if a.shape[1] == len(feature_names) else \
+                    [f"{name}[{j}]" for j in range(a.shape[1])]
                 body.append('<div class="scroll">' + _matrix_table(a, label, cols, caption=name) + "</div>")
             else:
                 body.append(f"<p><code>{_e(name)}</code>: array of shape {a.shape}</p>")

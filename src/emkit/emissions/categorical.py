@@ -53,6 +53,8 @@ class CategoricalEmission(EmissionFamily):
     param_names = ("emissionprob",)
     attributes = {"emissionprob": "emissionprob"}
     handles_missing = True
+    #: the user-facing name of the alphabet size (in error messages)
+    _alphabet_param = "n_features"
 
     def __init__(self, n_components, n_symbols, emissionprob_prior=1.0):
         self.n_components = n_components
@@ -75,7 +77,7 @@ class CategoricalEmission(EmissionFamily):
         n = self.n_symbols
         if n is not None and X.max() >= n:
             raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of the model's {n} symbols "
-                             "(n_symbols)")
+                             f"({self._alphabet_param})")
         return X
 
     def configured(self, X):
@@ -89,7 +91,7 @@ class CategoricalEmission(EmissionFamily):
         if largest + 1 > limit:
             raise ValueError(f"X holds symbol {largest}, so the alphabet would have {largest + 1} symbols for only "
                              f"{n_rows} rows; symbols must be 0..S-1: remap them (for example "
-                             "np.unique(X, return_inverse=True)) or set n_symbols explicitly")
+                             f"np.unique(X, return_inverse=True)) or pass {self._alphabet_param} explicitly")
         out = copy.copy(self)
         out.n_symbols = largest + 1
         return out
@@ -209,6 +211,8 @@ class Categorical(CategoricalEmission):
 
     Parameters of the states: ``emissionprob`` (K, n_symbols); ``learn`` names ``"emissionprob"``.
     """
+
+    _alphabet_param = "n_symbols"
 
     def __init__(self, n_symbols=None, emissionprob_prior=1.0):
         if n_symbols is not None:

@@ -24,10 +24,6 @@ from ..structures import HMMParams, MarkovChain, allowed_mask, check_concentrati
 from .base import EMEstimator
 from .kmeans import assign_observed, kmeans_plusplus, seeding_rows
 
-#: CategoricalHMM infers its alphabet as max(X) + 1 only up to this many symbols per row of data
-#: (or ``MAX_SPARE_SYMBOLS``, if larger); beyond that the symbols must be remapped.
-MAX_SYMBOLS_PER_ROW = 10
-MAX_SPARE_SYMBOLS = 10_000
 #: Frames per E-step chunk (chunks hold whole sequences).
 HMM_CHUNK_FRAMES = 1 << 15
 #: Frames sampled for the k-means++ seeding of the emissions.
@@ -663,22 +659,7 @@ class CategoricalHMM(BaseHMM):
         return CategoricalEmission(self.n_components, n_symbols or 1, self.emissionprob_prior)
 
     def _validate_X(self, X):
-        X = check_array(X, "X", allow_nan=True)
-        if X.shape[1] != 1:
-            raise ValueError(f"X must have shape (n_samples, 1) with one integer symbol per row; got {X.shape}")
-        nan = np.isnan(X)
-        if nan.any():
-            X = np.where(nan, -1.0, X)
-        if not np.all(X == np.round(X)):
-            raise ValueError("X must hold integers; got non-integer values")
-        X = X.astype(np.int64)
-        if X.min() < -1:
-            raise ValueError(f"X must hold symbols >= 0 (-1 or NaN marks a missing symbol); got {X.min()}")
-        n = self._n_symbols()
-        if n is not None and X.max() >= n:
-            raise ValueError(f"X holds symbol {X.max()}, outside the range 0..{n - 1} of the model's {n} symbols "
-                             "(n_features)")
-        return X
+        return self._make_emission(1).check_data(X)
 
     def fit(self, X, lengths=None, callback=None, **kwargs):
         self._set_alphabet(X, lengths)
@@ -695,20 +676,10 @@ class CategoricalHMM(BaseHMM):
         if self.n_features is not None:
             self._fitted_n_symbols = self.n_features
             return
-        if is_dask_array(X):
-            largest, n_rows = int(X.max().compute()), X.shape[0]
-        else:
-            Xc, _ = as_sequences(X, lengths)
-            Xc = self._validate_X(Xc)
-            largest, n_rows = int(Xc.max()), Xc.shape[0]
-        if largest < 0:
-            raise ValueError("X has no observed symbol (every entry is missing)")
-        limit = max(MAX_SPARE_SYMBOLS, MAX_SYMBOLS_PER_ROW * n_rows)
-        if largest + 1 > limit:
-            raise ValueError(f"X holds symbol {largest}, so the alphabet would have {largest + 1} symbols for only "
-                             f"{n_rows} rows; symbols must be 0..S-1: remap them (for example "
-                             "np.unique(X, return_inverse=True)) or pass n_features explicitly")
-        self._fitted_n_symbols = largest + 1
+        unset = CategoricalEmission(self.n_components, None)  # only checks symbols and fixes the alphabet
+        if not is_dask_array(X):  # a dask array's largest symbol is computed without reading it whole here
+            X = unset.check_data(as_sequences(X, lengths)[0])
+        self._fitted_n_symbols = unset.configured(X).n_symbols
 
     _kmeans_seeded = False
 
@@ -797,12 +768,7 @@ class PoissonHMM(BaseHMM):
         return PoissonEmission(self.n_components, self.lambdas_prior, self.lambdas_weight)
 
     def _validate_X(self, X):
-        X = check_array(X, "X", allow_nan=True)
-        if np.any(X < 0):
-            raise ValueError("X must hold non-negative counts for a PoissonHMM; got negative values")
-        if X.dtype.kind == "f" and not np.all((X == np.round(X)) | np.isnan(X)):
-            raise ValueError("X must hold integer counts for a PoissonHMM; got non-integer values")
-        return X
+        return self._make_emission(1).check_data(X)
 
     def _apply_emission_inits(self, eparams, D, check_only=False):
         if self.lambdas_init is None:
