@@ -274,3 +274,32 @@ def test_all_zero_counts():
     refit = fam.m_step(fam.statistics(params, X, np.full((10, 2), 0.5)), params)
     np.testing.assert_array_equal(refit.means, 0.0)
     np.testing.assert_array_equal(fam.log_likelihood(refit, X), 0.0)
+
+
+
+def test_generic_estimators_cli_save_and_load(tmp_path, capsys):
+    import json
+
+    import emkit
+    from emkit.cli import main
+
+    rng = np.random.default_rng(12)
+    X, lengths, z = _regime_counts(rng)
+    hmm = emkit.HMM(2, emission=NegativeBinomial(), random_state=0).fit(X, lengths=lengths)
+    assert adjusted_rand_score(z, hmm.predict(X, lengths=lengths)) >= 0.9
+    assert_monotone(hmm.lower_bounds_)
+    poisson = emkit.PoissonHMM(2, random_state=0).fit(X, lengths=lengths)
+    assert hmm.bic(X, lengths=lengths) < poisson.bic(X, lengths=lengths)
+    with pytest.raises(ValueError, match="X must hold integer counts"):
+        emkit.HMM(2, emission="negbinom").fit(X + 0.5, lengths=lengths)
+    data = tmp_path / "counts.csv"
+    np.savetxt(data, X[:600], delimiter=",", header="a,b", comments="", fmt="%d")
+    out = tmp_path / "fit"
+    assert main(["fit", str(data), "--model", "hmm", "--emission", "negbinom", "--emission-param", "max_count=500",
+                 "-k", "2", "--seed", "0", "-o", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["emission"] == "negbinom" and np.shape(info["dispersions"]) == (2, 2)
+    model = emkit.load(out / "model.npz")
+    assert isinstance(model.emission, NegativeBinomial) and model.emission.max_count == 500
+    mix = emkit.MixtureModel(2, emission="negbinom", random_state=0).fit(X)
+    assert_monotone(mix.lower_bounds_)

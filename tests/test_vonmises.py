@@ -199,3 +199,25 @@ def test_overshooting_newton_steps_are_halved_not_taken(monkeypatch):
     assert np.all(J >= 10.0 * (current * rho - vm.log_i0(current)))
     np.testing.assert_allclose(kappa, exact, rtol=1e-4)
 
+
+
+def test_generic_estimators_by_name_save_load_and_partial_fit(tmp_path):
+    import emkit
+
+    rng = np.random.default_rng(11)
+    X, lengths, z = _regime_angles(rng)
+    hmm = emkit.HMM(2, emission="vonmises", random_state=0).fit(X, lengths=lengths)
+    assert adjusted_rand_score(z, hmm.predict(X, lengths=lengths)) >= 0.9
+    assert_monotone(hmm.lower_bounds_)
+    assert hmm.mu_.shape == hmm.kappa_.shape == (2, 2)
+    hmm.save(tmp_path / "m.npz")
+    back = emkit.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.kappa_, hmm.kappa_)
+    assert back.score(X, lengths=lengths) == pytest.approx(hmm.score(X, lengths=lengths), rel=1e-12)
+    mix = emkit.MixtureModel(2, emission=emkit.emissions.VonMises(), random_state=0).fit(X)
+    assert_monotone(mix.lower_bounds_)
+    online = emkit.HMM(2, emission="vonmises", random_state=0)
+    for i in range(0, len(lengths), 5):
+        a, b = lengths[:i].sum(), lengths[:i + 5].sum()
+        online.partial_fit(X[a:b], lengths=lengths[i:i + 5])
+    assert adjusted_rand_score(z, online.predict(X, lengths=lengths)) >= 0.8
