@@ -42,6 +42,7 @@ from scipy.special import digamma, gammaln, polygamma
 from .._validation import check_array, check_choice, check_float
 from ..stats import Stats
 from .gaussian import _SINGULAR_MESSAGE, COVARIANCE_TYPES, GaussianEmission, GaussianParams, GaussianStats
+from .base import EmissionFamily, improving_step, register_family
 from .missing import missing_patterns
 
 #: Range of the learned degrees of freedom: below, the density is too peaked to be useful; above,
@@ -169,7 +170,7 @@ def df_step(n, sdf, current):
     def objective(log_nu):
         return df_objective(np.exp(log_nu), n, sdf)
 
-    log_nu, halvings = _backtrack(objective, np.log(current), np.log(proposal))
+    log_nu, halvings = improving_step(objective, np.log(current), np.log(proposal))
     nu = np.where(halvings == 0, proposal, np.where(halvings < 0, current, np.exp(log_nu)))  # no round trip
     return np.where(n > 0, nu, current), iters, halvings
 
@@ -179,27 +180,8 @@ def _gap(y):
     return np.log(y) - digamma(y)
 
 
-def _backtrack(objective, current, proposal, max_halvings=40):
-    """Per-state backtracking from ``proposal`` towards ``current`` until ``objective`` does not decrease."""
-    base = objective(current)
-    step = proposal - current
-    out = current.copy()
-    halvings = np.full(current.shape, -1, dtype=np.int64)
-    pending = np.ones(current.shape, dtype=bool)
-    t = np.ones(current.shape)
-    for i in range(max_halvings + 1):
-        cand = current + t * step
-        ok = pending & (objective(cand) >= base)
-        out[ok] = cand[ok]
-        halvings[ok] = i
-        pending &= ~ok
-        if not pending.any():
-            break
-        t[pending] *= 0.5
-    return out, halvings
-
-
-class StudentT:
+@register_family("studentt")
+class StudentT(EmissionFamily):
     """Multivariate Student-t emissions (robust clustering and heavy-tailed HMM states).
 
     Parameters
@@ -221,7 +203,6 @@ class StudentT:
     param_names = ("means", "covars", "dfs")
     attributes = {"means": "means", "covariances": "covariances", "dfs": "dfs"}
     handles_missing = True
-    n_components = None
 
     def __init__(self, covariance_type="full", df=None, shared_df=False, reg_covar=1e-6):
         check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -235,12 +216,6 @@ class StudentT:
         self.shared_df = shared_df
         self.reg_covar = reg_covar
 
-    def with_components(self, n_components):
-        """A copy of this family bound to ``n_components`` states."""
-        out = type(self)(self.covariance_type, self.df, self.shared_df, self.reg_covar)
-        out.n_components = int(n_components)
-        return out
-
     @property
     def cov(self):
         return COVARIANCE_TYPES[self.covariance_type]
@@ -248,13 +223,6 @@ class StudentT:
     @property
     def _gaussian(self):
         return GaussianEmission(self.n_components, self.covariance_type, self.reg_covar)
-
-    # -- data ---------------------------------------------------------------------------------------
-    def check_data(self, X):
-        return check_array(X, "X", allow_nan=True)
-
-    def prepare(self, X, lengths=None):
-        return X
 
     def _mahalanobis(self, params, X):
         """Squared Mahalanobis distances (n, K) of rows without NaN."""
@@ -433,9 +401,6 @@ class StudentT:
     def init_params(self, stats):
         """Location and scale from Gaussian moments of the seeding pass; ``df`` or ``INITIAL_DF`` degrees of freedom."""
         return self.m_step(stats)
-
-    def log_prior(self, params):
-        return 0.0
 
     # -- parameters -----------------------------------------------------------------------------------
     def params_from(self, means, covariances, dfs):
