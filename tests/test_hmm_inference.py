@@ -191,7 +191,7 @@ def test_brute_force(K, lengths, zeros, neg_inf, mode):
     np.testing.assert_allclose(filt, bf["filtered"], rtol=0, atol=TOL)
 
     # viterbi
-    lp, path = hmm.viterbi(pi, A, ll, lengths)
+    lp, path = hmm.viterbi(pi, A, ll, lengths, _method="batched" if mode == "batched" else "kernel")
     assert path.dtype == np.int64 and path.shape == (T,)
     nonempty = [L for L in lengths if L > 0]
     if impossible.any():
@@ -382,6 +382,23 @@ def test_batched_matches_kernel(K):
         assert not ok.all() or np.isfinite(a.log_likelihood)
         a.seq_log_likelihood[~ok] = b.seq_log_likelihood[~ok] = 0.0
         _fb_close(a, b)
+
+
+@pytest.mark.parametrize("K", [2, 7])
+def test_batched_viterbi_matches_kernel(K):
+    rng = np.random.default_rng(60 + K)
+    lengths = rng.integers(0, 70, size=50)
+    lengths[[2, 11]] = 0
+    lengths[[4, 8]] = 1
+    T = int(lengths.sum())
+    pi, A = random_model(rng, K, zeros=True)
+    ll = random_loglik(rng, T, K, neg_inf=True)
+    ll[rng.random(ll.shape) < 0.2] = 0.0  # ties
+    for x in (ll, ll.astype(np.float32)):
+        a = hmm.viterbi(pi, A, x, lengths, _method="batched")
+        b = hmm.viterbi(pi, A, x, lengths, _method="kernel")
+        assert a[0] == b[0] or (np.isnan(a[0]) and np.isnan(b[0]))
+        np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_batched_is_chosen_for_small_problems():

@@ -152,3 +152,41 @@ def forward_backward(pi, A, ll, seq_starts):
     else:
         xi = np.zeros((K, K))
     return seq_ll, post, xi, start, bad
+
+
+def viterbi(logpi, logA, ll, seq_starts):
+    """Viterbi over all sequences at once (the max-product recursion of the compiled kernel).
+
+    Returns ``(seq_lp (n_seq,), path (T,) int64)``: the same values and paths as the compiled
+    kernel (the same additions in the same order; ties go to the lowest state index).
+    """
+    T, K = ll.shape
+    n_seq = seq_starts.shape[0] - 1
+    order, perm, off, rank = time_major(seq_starts)
+    L = off.shape[0] - 1
+    n = np.diff(off)
+    lt = ll[perm].astype(np.float64, copy=False)
+    delta = np.empty((T, K))
+    back = np.empty((T, K), dtype=np.int64)  # back[r, j]: best predecessor of state j at row r
+    if L:
+        np.add(logpi, lt[: n[0]], out=delta[: n[0]])
+    for t in range(1, L):
+        lo, hi, plo = off[t], off[t + 1], off[t - 1]
+        cand = delta[plo:plo + n[t], :, None] + logA  # (n_t, i, j)
+        np.argmax(cand, axis=1, out=back[lo:hi])
+        np.add(np.take_along_axis(cand, back[lo:hi, None, :], axis=1)[:, 0, :], lt[lo:hi], out=delta[lo:hi])
+    seq_lp = np.zeros(n_seq)
+    path = np.empty(T, dtype=np.int64)
+    state = np.zeros(n[0] if L else 0, dtype=np.int64)
+    rows = np.arange(state.shape[0])
+    for t in range(L - 1, -1, -1):
+        lo, hi = off[t], off[t + 1]
+        nxt = n[t + 1] if t + 1 < L else 0
+        if nxt:  # sequences still running at t + 1 follow their back pointers
+            state[:nxt] = back[off[t + 1] + rows[:nxt], state[:nxt]]
+        if hi - lo > nxt:  # sequences ending at step t start from their best final state
+            last = delta[lo + nxt:hi]
+            state[nxt:hi - lo] = np.argmax(last, axis=1)
+            seq_lp[order[nxt:hi - lo]] = last.max(axis=1)
+        path[perm[lo:hi]] = state[:hi - lo]
+    return seq_lp, path

@@ -253,7 +253,7 @@ def _fb_kernel(pi, A, ll, lengths, force_log, seq_starts=None, block_starts=None
     )
 
 
-def viterbi(startprob, transmat, frame_loglik, lengths=None):
+def viterbi(startprob, transmat, frame_loglik, lengths=None, *, _method=None):
     """Most probable state path of every sequence.
 
     Parameters
@@ -275,12 +275,21 @@ def viterbi(startprob, transmat, frame_loglik, lengths=None):
     path : ndarray (T,) of int64
         The maximising state path, sequences concatenated.  Ties are broken
         towards the lowest state index.
+
+    Notes
+    -----
+    Small problems run all sequences together in numpy (as
+    :func:`forward_backward` does); the others in a compiled parallel kernel.
+    Both make the same additions in the same order: same values, same paths.
     """
     pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
     logpi, logA = _logs(pi, A)
-    seq_lp, path = _k.viterbi_kernel(
-        logpi, np.ascontiguousarray(logA.T), ll, seq_starts, block_starts
-    )
+    if _method == "batched" or (_method is None and _batched_pays(A.shape[0], seq_starts)):
+        seq_lp, path = _b.viterbi(logpi, logA, ll, seq_starts)
+    else:
+        seq_lp, path = _k.viterbi_kernel(
+            logpi, np.ascontiguousarray(logA.T), ll, seq_starts, block_starts
+        )
     return float(np.sum(seq_lp)), path
 
 
