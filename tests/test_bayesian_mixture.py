@@ -344,3 +344,14 @@ def test_cli_fit_select_report_show_effective_components(tmp_path, capsys):
                  "-o", str(html)]) == 0
     text = html.read_text()
     assert "effective components (weight &gt; 0.01)" in text and "evidence lower bound" in text
+
+
+@pytest.mark.parametrize("criterion", ["bic", "aic", "icl"])
+def test_select_refuses_point_estimate_criteria_before_fitting(criterion, monkeypatch):
+    def no_fit(self, *args, **kwargs):
+        raise AssertionError("select fitted a candidate before refusing the criterion")
+
+    monkeypatch.setattr(BayesianGaussianMixture, "fit", no_fit)
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=f"criterion='{criterion}'.*elbo"):
+        emkit.select(BayesianGaussianMixture(random_state=0), X, n_components=[1, 2], criterion=criterion)

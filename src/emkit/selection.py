@@ -415,6 +415,9 @@ def select(model, X, n_components=range(1, 9), *, criterion="bic", lengths=None,
         raise ValueError(f"criterion='elbo' needs a model with a variational lower bound (an elbo() method, such as "
                          f"BayesianGaussianMixture); {type(model).__name__} has none: use 'bic', 'aic', 'icl' or "
                          "'heldout'")
+    if criterion in ("bic", "aic", "icl") and not getattr(model, "_has_information_criteria", True):
+        raise ValueError(f"criterion={criterion!r} needs a point estimate, which {type(model).__name__} does not "
+                         "have (it fits a posterior); use criterion='elbo' or 'heldout'")
     if kind == "kmeans" and criterion != "heldout":
         raise ValueError(f"criterion={criterion!r} needs a likelihood, which KMeans does not define; use "
                          "criterion='heldout' (held-out inertia) or GaussianMixture(covariance_type='spherical')")

@@ -590,6 +590,9 @@ class BayesianGaussianMixture(GaussianMixture):
     def impute(self, X):
         raise ValueError(_NAN_MESSAGE)
 
+    #: ``emkit.select`` refuses "bic", "aic" and "icl" for this model before fitting anything
+    _has_information_criteria = False
+
     def bic(self, X):
         """Not defined for a variational posterior; compare models by ``lower_bound_`` (criterion "elbo")."""
         raise ValueError("BayesianGaussianMixture has no BIC (it has a posterior, not a point estimate); compare "
