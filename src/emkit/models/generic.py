@@ -24,7 +24,6 @@ from sklearn.base import DensityMixin
 
 from .._validation import check_choice, check_probability_vector, check_random_state, check_sample_weight
 from ..data import chunk_rows, row_slices
-from ..em import map_chunks
 from ..emissions.base import check_family
 from ..io import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
@@ -32,7 +31,7 @@ from ..structures import Mixture, MixtureParams
 from .base import EMEstimator
 from .hmm import _COMMON_DOC, BaseHMM, as_sequences
 from .kmeans import KMeans, assign_observed, kmeans_plusplus, seeding_rows
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, MixturePredictions
 
 INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
 
@@ -141,7 +140,7 @@ class _CheckedMixture(Mixture):
 
 
 @register
-class MixtureModel(_FamilyMixin, DensityMixin, EMEstimator):
+class MixtureModel(_FamilyMixin, MixturePredictions, DensityMixin, EMEstimator):
     """Mixture of any emission family, fitted by EM.
 
     ``p(x) = sum_k weights[k] p(x | params_k)`` with ``p(x | params_k)`` from ``emission``.
@@ -365,28 +364,9 @@ class MixtureModel(_FamilyMixin, DensityMixin, EMEstimator):
                              f"{self.n_features_in_} features as input")
         return self._family().check_data(X)
 
-    def _log_resp(self, X):
-        params = self._fitted_params()
-        mix = Mixture(self._family())
-        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
-        parts = map_chunks(lambda s: mix.log_resp(params, X[s]), [(s,) for s in row_slices(X.shape[0], rows)])
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def score_samples(self, X):
-        """Log-likelihood ``log p(x_n)`` of each row, (n,)."""
-        return self._log_resp(self._check_X(X))[0]
-
-    def score(self, X, y=None):
-        """Mean log-likelihood per row (GaussianMixture's meaning)."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X):
-        """Most probable component of each row, (n,)."""
-        return self._log_resp(self._check_X(X))[1].argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row, (n, K)."""
-        return np.exp(self._log_resp(self._check_X(X))[1])
+    def _scoring_model(self):
+        """``(model, params)`` for the per-row scores of :class:`MixturePredictions`."""
+        return Mixture(self._family()), self._fitted_params()
 
     def impute(self, X):
         """``X`` with every missing (NaN) entry replaced by its posterior conditional mean, (n, D).

@@ -32,8 +32,37 @@ def _n_distinct_at_least(X, k):
     return np.unique(X, axis=0).shape[0] >= k
 
 
+class MixturePredictions:
+    """Per-row scores, labels and responsibilities of a fitted mixture, over row chunks in parallel.
+
+    The estimator provides ``_check_X(X)`` and ``_scoring_model() -> (Mixture, MixtureParams)``.
+    """
+
+    def _log_resp(self, X):
+        mix, params = self._scoring_model()
+        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
+        parts = map_chunks(lambda s: mix.log_resp(params, X[s]), [(s,) for s in row_slices(X.shape[0], rows)])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def score_samples(self, X):
+        """Log-likelihood ``log p(x_n)`` of each row, (n,)."""
+        return self._log_resp(self._check_X(X))[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X):
+        """Most probable component of each row, (n,)."""
+        return self._log_resp(self._check_X(X))[1].argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row, (n, K)."""
+        return np.exp(self._log_resp(self._check_X(X))[1])
+
+
 @register
-class GaussianMixture(DensityMixin, EMEstimator):
+class GaussianMixture(MixturePredictions, DensityMixin, EMEstimator):
     """Gaussian mixture model.
 
     A drop-in for ``sklearn.mixture.GaussianMixture``: same parameters, attributes and
@@ -405,28 +434,6 @@ class GaussianMixture(DensityMixin, EMEstimator):
         """``(model, params)`` that give the per-row log-likelihoods and responsibilities of ``_log_resp``."""
         emission, params = self._fitted_params()
         return Mixture(emission), params
-
-    def _log_resp(self, X):
-        mix, params = self._scoring_model()
-        rows = chunk_rows(self.n_components, X.shape[1], self.chunk_size)
-        parts = map_chunks(lambda s: mix.log_resp(params, X[s]), [(s,) for s in row_slices(X.shape[0], rows)])
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def score_samples(self, X):
-        """Log-likelihood ``log p(x_n)`` of each row, (n,)."""
-        return self._log_resp(self._check_X(X))[0]
-
-    def score(self, X, y=None):
-        """Mean log-likelihood per row."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X):
-        """Most probable component of each row, (n,)."""
-        return self._log_resp(self._check_X(X))[1].argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row, (n, K)."""
-        return np.exp(self._log_resp(self._check_X(X))[1])
 
     def impute(self, X):
         """``X`` with every missing (NaN) entry replaced by its posterior conditional mean, (n, D).
