@@ -98,6 +98,43 @@ def test_lloyd_paths_agree_with_brute_force_each_iteration(lloyd_path):
     assert np.bincount(labels, minlength=10).min() > 0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bounds_first_pass_labels_are_exact_nearest_with_ties(dtype):
+    """The Yinyang pass ranks centres by a BLAS product and keeps a label only when it wins by more
+    than the rounding of that formulation; near ties go to exact distances.  Integer data with
+    duplicated centres and rows equidistant from several centres (exact ties, lowest index wins),
+    and rows far from the origin (the product formulation loses digits there): the labels are the
+    nearest centres by exact distances, the bounds hold."""
+    from emkit.inference._kernels import yinyang_step
+    from emkit.models.kmeans import _centre_groups, _half_separation
+
+    rng = np.random.default_rng(5)
+    D, K = 12, 40
+    C = rng.integers(-3, 4, size=(K, D)).astype(np.float64)
+    C[7] = C[3]  # a duplicated centre
+    C[20:] = C[:20] + 1e7  # far from the origin: |x|^2 ~ 1e15, rounding of |x|^2 - 2 x.c is ~ 0.1
+    C[25, 0] += 1.0  # a centre one unit from another, far out
+    X = np.concatenate([rng.integers(-4, 5, size=(3000, D)), rng.integers(-4, 5, size=(2000, D)) + 1e7,
+                        (C[:20:2] + C[1:20:2]) / 2, (C[20::2] + C[21::2]) / 2, C]).astype(dtype)
+    n = X.shape[0]
+    group_of = _centre_groups(C)
+    G = int(group_of.max()) + 1
+    labels, upper, glower = np.zeros(n, dtype=np.int64), np.full(n, np.inf), np.zeros((n, G))
+    sums, counts = np.zeros((K, D)), np.zeros(K)
+    yinyang_step(X, C, group_of, np.zeros(K), np.zeros(G), _half_separation(C), np.empty(0), labels, upper, glower,
+                 sums, counts, False)
+    Xd = X.astype(np.float64)
+    d2 = ((Xd[:, None, :] - C[None]) ** 2).sum(-1)  # integers up to 2^53 here: exact in any order
+    np.testing.assert_array_equal(labels, d2.argmin(axis=1))
+    d = np.sqrt(d2)
+    np.testing.assert_allclose(upper, d[np.arange(n), labels], rtol=1e-15)
+    other = d.copy()
+    other[np.arange(n), labels] = np.inf
+    for g in range(G):
+        assert np.all(glower[:, g] <= other[:, group_of == g].min(axis=1) * (1 + 1e-15))
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=K))
+
+
 def test_kmeans_plusplus_spreads_centres():
     X, _, means = make_blobs(n=3000, D=2, K=5, seed=3, spread=30.0)
     centers, idx = kmeans_plusplus(X, 5, np.random.default_rng(0))

@@ -20,6 +20,9 @@ _NEG_INF = -np.inf
 
 # rows per block of the blocked row kernels: a block's (K, rows) buffers stay in L1/L2
 _BLOCK = 256
+# rows per window of yinyang_step: bound checks, reassignments and accumulation of a window run
+# back to back while its rows are in cache
+_WINDOW = 2048
 
 
 @njit(cache=True, nogil=True)
@@ -134,7 +137,7 @@ def lloyd_chunk(X, G, c_sq, sample_weight, labels, sums, counts):
 
 
 @njit(cache=True, nogil=True)
-def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
+def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts, with_inertia):
     """Assign a chunk of rows to the nearest centre and accumulate, in one pass.
 
     The nearest centre minimises ``|c|^2 - 2 x.c`` (``c_sq`` (K,) = ``|c|^2``; lowest index on
@@ -144,6 +147,8 @@ def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
     weights.  Returns the number of rows whose label changed.
     """
     n, D = X.shape
+    if D == 2:
+        return _lloyd_fused_2d(X, C, c_sq, sample_weight, labels, sums, counts, with_inertia)
     K = C.shape[0]
     weighted = sample_weight.shape[0] > 0
     xt = np.empty((D, _BLOCK))
@@ -151,6 +156,7 @@ def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
     best = np.empty(_BLOCK)
     lab = np.empty(_BLOCK, dtype=np.int64)
     changed = 0
+    inertia = 0.0
     for s in range(0, n, _BLOCK):
         m = min(_BLOCK, n - s)
         for i in range(m):
@@ -182,7 +188,63 @@ def lloyd_fused(X, C, c_sq, sample_weight, labels, sums, counts):
             counts[a] += w
             for d in range(D):
                 sums[a, d] += w * xt[d, i]
-    return changed
+        if with_inertia:
+            inertia = _add_inertia(X, s, s + m, C, labels, sample_weight, inertia)
+    return changed, inertia
+
+
+@njit(cache=True, nogil=True)
+def _lloyd_fused_2d(X, C, c_sq, sample_weight, labels, sums, counts, with_inertia):
+    """:func:`lloyd_fused` for two features, the same arithmetic in fewer passes: each centre's
+    value ``|c|^2 - 2 (x0 c0 + x1 c1)`` and the running minimum in one loop over the block (the
+    general kernel builds ``x.c`` feature by feature in a buffer first), and the accumulation with
+    the two coordinates written out (unit weights: no multiplications by 1)."""
+    n = X.shape[0]
+    K = C.shape[0]
+    weighted = sample_weight.shape[0] > 0
+    x0 = np.empty(_BLOCK)
+    x1 = np.empty(_BLOCK)
+    best = np.empty(_BLOCK)
+    lab = np.empty(_BLOCK, dtype=np.int64)
+    changed = 0
+    inertia = 0.0
+    for s in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - s)
+        for i in range(m):
+            x0[i] = X[s + i, 0]
+            x1[i] = X[s + i, 1]
+            best[i] = np.inf
+            lab[i] = 0
+        for k in range(K):
+            c0 = C[k, 0]
+            c1 = C[k, 1]
+            ck = c_sq[k]
+            for i in range(m):
+                v = ck - 2.0 * (x0[i] * c0 + x1[i] * c1)
+                lt = v < best[i]
+                best[i] = v if lt else best[i]
+                lab[i] = k if lt else lab[i]
+        for i in range(m):
+            a = lab[i]
+            if labels[s + i] != a:
+                changed += 1
+                labels[s + i] = a
+        if weighted:
+            for i in range(m):
+                a = lab[i]
+                w = sample_weight[s + i]
+                counts[a] += w
+                sums[a, 0] += w * x0[i]
+                sums[a, 1] += w * x1[i]
+        else:
+            for i in range(m):
+                a = lab[i]
+                counts[a] += 1.0
+                sums[a, 0] += x0[i]
+                sums[a, 1] += x1[i]
+        if with_inertia:
+            inertia = _add_inertia(X, s, s + m, C, labels, sample_weight, inertia)
+    return changed, inertia
 
 
 @njit(cache=True, nogil=True)
@@ -246,8 +308,92 @@ def _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1,
     return changed
 
 
+#: Unit roundoff of float64.
+_U64 = 2.0 ** -53
+
+
 @njit(cache=True, nogil=True)
-def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, labels, upper, glower, sums, counts):
+def _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, labels, upper, glower, xbuf,
+                         pbuf, xsq, m1, m2, j1, exact_rows, xt, acc):
+    """:func:`_reassign_block` for the rows ``X[rows[:m]]`` with the same labels, the distances from
+    one BLAS product.
+
+    With ``x`` and ``c`` taken relative to ``origin`` (the centres' mean; ``C_rel`` (K, D) and
+    ``c_sq_rel`` (K,) = ``|c|^2`` relative to it), the product ``P = C_rel @ x`` (K, m) ranks the
+    centres by ``|c|^2 - 2 x.c``.  That formulation rounds differently from the exact distances
+    ``sum (x - c)^2`` of :func:`_reassign_block`: each is within ``(D + 2) u S^2`` of the true
+    squared distance and the shift to the origin moves it by at most ``2 u S^2`` (``u`` the unit
+    roundoff, ``S = |x| + |c|`` relative to the origin; sums of D products or squares, bounded
+    term by term whatever the order of the sums), so they differ by less than
+    ``E = (4D + 16) u (|x| + max |c|)^2`` (a factor 2 to spare).  A row whose best value beats
+    every other centre by more than ``2E`` has the same nearest centre under both formulations, so
+    it takes that label, with the exact distance to it as upper bound and the group minima lowered
+    by ``E`` as lower bounds (still valid bounds, a hair looser).  The other rows (near ties,
+    duplicated centres) go through :func:`_reassign_block`: exactly the old labels and bounds.
+    Returns the number of labels that changed."""
+    K, D = C.shape
+    G = m1.shape[0]
+    xT = xbuf[: D * m].reshape((D, m))
+    for i in range(m):
+        r = rows[i]
+        s = 0.0
+        for d in range(D):
+            v = X[r, d] - origin[d]
+            xT[d, i] = v
+            s += v * v
+        xsq[i] = s
+    P = pbuf[: K * m].reshape((K, m))
+    np.dot(C_rel, xT, P)
+    for g in range(G):
+        for i in range(m):
+            m1[g, i] = np.inf
+            m2[g, i] = np.inf
+            j1[g, i] = 0
+    for k in range(K):
+        g = group_of[k]
+        ck = c_sq_rel[k]
+        for i in range(m):
+            v = ck - 2.0 * P[k, i]
+            a = m1[g, i]
+            b = a if a > v else v
+            m2[g, i] = b if b < m2[g, i] else m2[g, i]
+            j1[g, i] = k if v < a else j1[g, i]
+            m1[g, i] = v if v < a else a
+    coef = (4 * D + 16) * _U64
+    n_exact = 0
+    changed = 0
+    for i in range(m):
+        r = rows[i]
+        gb = 0
+        for g in range(1, G):
+            if m1[g, i] < m1[gb, i]:
+                gb = g
+        second = m2[gb, i]
+        for g in range(G):
+            if g != gb and m1[g, i] < second:
+                second = m1[g, i]
+        e = math.sqrt(xsq[i]) + c_norm_max
+        e = coef * e * e
+        if not second - m1[gb, i] > 2.0 * e:
+            exact_rows[n_exact] = r
+            n_exact += 1
+            continue
+        best = j1[gb, i]
+        for g in range(G):
+            lo = (m2[g, i] if g == gb else m1[g, i]) + xsq[i] - e
+            glower[r, g] = math.sqrt(lo) if lo > 0.0 else 0.0
+        upper[r] = _distance(X, r, C, best)
+        if labels[r] != best:
+            labels[r] = best
+            changed += 1
+    if n_exact:
+        changed += _reassign_block(X, exact_rows, n_exact, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, labels, upper, glower, sums, counts,
+                 with_inertia):
     """Lloyd E-step of a chunk with Yinyang (group) bounds, and accumulation.
 
     The centres are split into G groups (``group_of`` (K,)).  Each row keeps an upper bound
@@ -263,44 +409,73 @@ def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, la
     n, D = X.shape
     G = glower.shape[1]
     weighted = sample_weight.shape[0] > 0
+    K = C.shape[0]
+    origin = np.zeros(D)
+    for k in range(K):
+        for d in range(D):
+            origin[d] += C[k, d]
+    for d in range(D):
+        origin[d] /= K
+    C_rel = np.empty((K, D))
+    c_sq_rel = np.empty(K)
+    for k in range(K):
+        s = 0.0
+        for d in range(D):
+            v = C[k, d] - origin[d]
+            C_rel[k, d] = v
+            s += v * v
+        c_sq_rel[k] = s
+    c_norm_max = math.sqrt(c_sq_rel.max())
     rows = np.empty(_BLOCK, dtype=np.int64)
+    exact_rows = np.empty(_BLOCK, dtype=np.int64)
     xt = np.empty((D, _BLOCK))
+    xbuf = np.empty(D * _BLOCK)
+    pbuf = np.empty(K * _BLOCK)
+    xsq = np.empty(_BLOCK)
     acc = np.empty(_BLOCK)
     m1 = np.empty((G, _BLOCK))
     m2 = np.empty((G, _BLOCK))
     j1 = np.empty((G, _BLOCK), dtype=np.int64)
     changed = 0
-    m = 0
-    for i in range(n):
-        a = labels[i]
-        u = upper[i] + shift[a]
-        lmin = np.inf
-        for g in range(G):
-            lo = glower[i, g] - group_shift[g]
-            glower[i, g] = lo
-            if lo < lmin:
-                lmin = lo
-        if half_sep[a] > lmin:
-            lmin = half_sep[a]
-        if u > lmin:
-            u = _distance(X, i, C, a)
+    inertia = 0.0
+    for w0 in range(0, n, _WINDOW):
+        w1 = min(n, w0 + _WINDOW)
+        m = 0
+        for i in range(w0, w1):
+            a = labels[i]
+            u = upper[i] + shift[a]
+            lmin = np.inf
+            for g in range(G):
+                lo = glower[i, g] - group_shift[g]
+                glower[i, g] = lo
+                if lo < lmin:
+                    lmin = lo
+            if half_sep[a] > lmin:
+                lmin = half_sep[a]
             if u > lmin:
-                rows[m] = i
-                m += 1
-                if m == _BLOCK:
-                    changed += _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
-                    m = 0
-                continue
-        upper[i] = u
-    if m:
-        changed += _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
-    for i in range(n):
-        a = labels[i]
-        w = sample_weight[i] if weighted else 1.0
-        counts[a] += w
-        for d in range(D):
-            sums[a, d] += w * X[i, d]
-    return changed
+                u = _distance(X, i, C, a)
+                if u > lmin:
+                    rows[m] = i
+                    m += 1
+                    if m == _BLOCK:
+                        changed += _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of,
+                                                        labels, upper, glower, xbuf, pbuf, xsq, m1, m2, j1,
+                                                        exact_rows, xt, acc)
+                        m = 0
+                    continue
+            upper[i] = u
+        if m:
+            changed += _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, labels,
+                                            upper, glower, xbuf, pbuf, xsq, m1, m2, j1, exact_rows, xt, acc)
+        for i in range(w0, w1):  # the window's rows are still in cache
+            a = labels[i]
+            w = sample_weight[i] if weighted else 1.0
+            counts[a] += w
+            for d in range(D):
+                sums[a, d] += w * X[i, d]
+        if with_inertia:
+            inertia = _add_inertia(X, w0, w1, C, labels, sample_weight, inertia)
+    return changed, inertia
 
 
 @njit(cache=True, nogil=True)
@@ -317,12 +492,11 @@ def cluster_sums(X, labels, sample_weight, sums, counts):
 
 
 @njit(cache=True, nogil=True)
-def weighted_inertia(X, C, labels, sample_weight):
-    """``sum_i w_i ||x_i - c_{label_i}||^2`` over a chunk."""
-    n, D = X.shape
+def _add_inertia(X, start, stop, C, labels, sample_weight, acc):
+    """``acc`` plus ``sum_i w_i ||x_i - c_{label_i}||^2`` over the rows ``start:stop``, in row order."""
+    D = X.shape[1]
     weighted = sample_weight.shape[0] > 0
-    acc = 0.0
-    for i in range(n):
+    for i in range(start, stop):
         s = 0.0
         k = labels[i]
         for d in range(D):
@@ -330,6 +504,12 @@ def weighted_inertia(X, C, labels, sample_weight):
             s += v * v
         acc += (sample_weight[i] if weighted else 1.0) * s
     return acc
+
+
+@njit(cache=True, nogil=True)
+def weighted_inertia(X, C, labels, sample_weight):
+    """``sum_i w_i ||x_i - c_{label_i}||^2`` over a chunk."""
+    return _add_inertia(X, 0, X.shape[0], C, labels, sample_weight, 0.0)
 
 
 @njit(cache=True, nogil=True)

@@ -293,7 +293,9 @@ class _LloydPass:
             self.upper = np.full(n, np.inf)
             self.glower = np.zeros((n, int(self.group_of.max()) + 1))
 
-    def __call__(self, centers, shift):
+    def __call__(self, centers, shift, with_inertia=False):
+        """Returns sums (K, D), weights (K,), the number of labels changed and, ``with_inertia``, the
+        inertia under the new labels (summed as :func:`_inertia` does; else 0)."""
         X, sw, labels = self.X, self.sw, self.labels
         K, D = centers.shape
         if self.bounds:
@@ -303,25 +305,27 @@ class _LloydPass:
 
             def one(sl):
                 sums, counts = np.zeros((K, D)), np.zeros(K)
-                changed = yinyang_step(X[sl], centers, self.group_of, shift, group_shift, half,
-                                       sw[sl] if sw.size else sw, labels[sl], self.upper[sl], self.glower[sl],
-                                       sums, counts)
-                return sums, counts, changed
+                changed, inertia = yinyang_step(X[sl], centers, self.group_of, shift, group_shift, half,
+                                                sw[sl] if sw.size else sw, labels[sl], self.upper[sl],
+                                                self.glower[sl], sums, counts, with_inertia)
+                return sums, counts, changed, inertia
         else:
             c_sq = np.einsum("ij,ij->i", centers, centers)
 
             def one(sl):
                 sums, counts = np.zeros((K, D)), np.zeros(K)
-                changed = lloyd_fused(X[sl], centers, c_sq, sw[sl] if sw.size else sw, labels[sl], sums, counts)
-                return sums, counts, changed
+                changed, inertia = lloyd_fused(X[sl], centers, c_sq, sw[sl] if sw.size else sw, labels[sl], sums,
+                                               counts, with_inertia)
+                return sums, counts, changed, inertia
 
         parts = map_chunks(one, self.slices)
-        sums, counts, changed = parts[0]
+        sums, counts, changed, inertia = parts[0]
         for p in parts[1:]:  # in chunk order: the same sums for any number of threads
             sums = sums + p[0]
             counts = counts + p[1]
             changed += p[2]
-        return sums, counts, changed
+            inertia += p[3]
+        return sums, counts, changed, inertia
 
 
 def _cluster_sums(X, labels, sw, K):
@@ -355,18 +359,24 @@ def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
     -------
     labels, inertia, centers, n_iter, converged
     """
-    with blas_single_threaded():
-        return _lloyd(np.asarray(X), np.array(centers, dtype=np.float64), sample_weight, max_iter, tol, verbose)
+    return _lloyd(X, centers, sample_weight, max_iter, tol, verbose)[:5]
 
 
 def _lloyd(X, centers, sample_weight, max_iter, tol, verbose):
+    """:func:`lloyd`, also returning the cluster sums (K, D) and weights (K,) of the final labels."""
+    with blas_single_threaded():
+        return _lloyd_iterations(np.asarray(X), np.array(centers, dtype=np.float64), sample_weight, max_iter, tol,
+                                 verbose)
+
+
+def _lloyd_iterations(X, centers, sample_weight, max_iter, tol, verbose):
     K, D = centers.shape
     sw = _EMPTY if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     step = _LloydPass(X, centers, sw, bounds=D >= BOUNDS_MIN_FEATURES)
     strict = converged = False
     shift = np.zeros(K)
     for it in range(1, max_iter + 1):
-        sums, counts, changed = step(centers, shift)
+        sums, counts, changed, _ = step(centers, shift)
         stats = _relocate_empty(X, KMeansStats(counts=counts, sums=sums, inertia=np.nan), step.labels, centers,
                                 sample_weight)
         nonempty = stats.counts > 0
@@ -383,10 +393,11 @@ def _lloyd(X, centers, sample_weight, max_iter, tol, verbose):
         if shift_tot <= tol:
             converged = True
             break
-    if not strict:  # labels under the final centres
-        step(centers, shift)
-    labels = step.labels
-    return labels, _inertia(X, centers, labels, sw), centers, it, converged
+    if strict:
+        inertia = _inertia(X, centers, step.labels, sw)
+    else:  # labels under the final centres
+        sums, counts, _, inertia = step(centers, shift, with_inertia=True)
+    return step.labels, float(inertia), centers, it, converged, sums, counts
 
 
 @register
@@ -489,15 +500,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 labels, dist = assign(X, centers, sw)
                 inertia = float(dist.sum())
             else:
-                labels, inertia, centers, n_iter, _ = lloyd(X, centers, sample_weight=sw, max_iter=self.max_iter,
-                                                            tol=tol, verbose=self.verbose)
+                labels, inertia, centers, n_iter, _, sums, counts = _lloyd(X, centers, sw, self.max_iter, tol,
+                                                                           self.verbose)
             if best is None or inertia < best[1]:
-                best = (labels, inertia, centers, n_iter)
-        labels, inertia, centers, n_iter = best
-        sums, counts = _cluster_sums(X, labels, _EMPTY if sw is None else sw, K)
+                best = (labels, inertia, centers, n_iter, None if algorithm == "stochastic" else (sums, counts))
+        labels, inertia, centers, n_iter, final_sums = best
+        # the last Lloyd pass summed the rows under the final labels, chunk by chunk as _cluster_sums does
+        sums, counts = _cluster_sums(X, labels, _EMPTY if sw is None else sw, K) if final_sums is None else final_sums
         self._online_state = OnlineState.from_batch(
             KMeansStats(counts=counts, sums=sums, inertia=inertia, n_samples=float(counts.sum())))
-        n_distinct = np.unique(labels).size
+        n_distinct = int(np.count_nonzero(np.bincount(labels, minlength=K)))
         if n_distinct < K:
             warnings.warn(f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({K}). "
                           "Possibly due to duplicate points in X.", ConvergenceWarning, stacklevel=2)
