@@ -63,14 +63,24 @@ def n_threads():
 
 def _cap_numba(limit):
     """Limit numba's parallel kernels to ``limit`` threads in the calling thread (the setting is per
-    thread); returns the previous setting, or None if nothing changed."""
-    import numba
-
+    thread); returns the previous setting, or None if nothing changed.  Before numba is imported
+    (small problems never import it) the cap goes to ``NUMBA_NUM_THREADS``, its default when imported."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        _cap_env("NUMBA_NUM_THREADS", limit)
+        return None
     before = numba.get_num_threads()
     if before <= limit:
         return None
     numba.set_num_threads(limit)
     return before
+
+
+def _cap_env(var, limit):
+    """Set the environment variable ``var`` to ``limit`` unless it holds a smaller number."""
+    current = os.environ.get(var, "")
+    if not current.isdigit() or int(current) > limit:
+        os.environ[var] = str(limit)
 
 
 def _apply_env_threads():
@@ -81,14 +91,9 @@ def _apply_env_threads():
     limit = _env_threads()
     if limit is None:
         return
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        current = os.environ.get(var, "")
-        if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
-            continue
-        if not current.isdigit() or int(current) > limit:
-            os.environ[var] = str(limit)
-    if "numba" in sys.modules:
-        _cap_numba(limit)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        _cap_env(var, limit)
+    _cap_numba(limit)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=limit)  # kept: applies until changed
@@ -108,13 +113,15 @@ def map_chunks(func, chunks):
     return list(imap_chunks(func, chunks))
 
 
-def imap_chunks(func, chunks):
+def imap_chunks(func, chunks, pool_allowed=None):
     """``func(*chunk)`` for every chunk, yielded in chunk order, run on the thread pool.
 
     ``chunks`` may be a lazy iterable (a file read chunk by chunk): at most two chunks per
     thread are in flight, so memory stays bounded.  While chunks run in parallel, BLAS is
     limited to one thread per chunk, and so are the compiled parallel kernels, so that the
-    threads do not oversubscribe the cores.
+    threads do not oversubscribe the cores.  ``pool_allowed`` (a function of no arguments),
+    asked only when there are two chunks or more and more than one thread, may refuse the pool:
+    the chunks then run in turn in the calling thread (same results).
     """
     threads = n_threads()
     if threads == 1:
@@ -128,6 +135,10 @@ def imap_chunks(func, chunks):
     second = next(it, None)
     if second is None:
         yield func(*first)
+        return
+    if pool_allowed is not None and not pool_allowed():
+        for c in itertools.chain((first, second), it):
+            yield func(*c)
         return
     pool = _pool()
     pending = deque()
@@ -190,10 +201,14 @@ def parallel_kernels_threadsafe():
 
 
 def _single_threaded(func, *args):
-    """Run ``func`` with compiled parallel kernels limited to this thread (the setting is per thread)."""
-    import numba
+    """Run ``func`` with compiled parallel kernels limited to this thread (the setting is per thread).
 
-    if numba.get_num_threads() != 1:
+    Without numba imported there is nothing to limit (and numba is not imported for it): the
+    models with parallel kernels import numba before they use the pool
+    (:func:`parallel_kernels_threadsafe`), the others' kernels are not parallel.
+    """
+    numba = sys.modules.get("numba")
+    if numba is not None and numba.get_num_threads() != 1:
         numba.set_num_threads(1)
     return func(*args)
 

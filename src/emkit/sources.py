@@ -123,9 +123,10 @@ class ArraySource:
 
 
 def _local_expectation(model, params, chunks):
-    if not getattr(model, "uses_parallel_kernels", False) or parallel_kernels_threadsafe():
-        return reduce_stats(imap_chunks(lambda *c: model.e_step(params, *c), chunks))
-    return reduce_stats(model.e_step(params, *c) for c in chunks)
+    # a model with parallel kernels runs its chunks in turn on numba's fallback threading layer (asked
+    # only when the pool would run chunks: a one-chunk E-step does not import numba for it)
+    pool_allowed = parallel_kernels_threadsafe if getattr(model, "uses_parallel_kernels", False) else None
+    return reduce_stats(imap_chunks(lambda *c: model.e_step(params, *c), chunks, pool_allowed))
 
 
 def reservoir_sample(chunks, n, rng):

@@ -10,7 +10,7 @@ import numpy as np
 from .._base import BaseEstimator
 from .._progress import ProgressBar
 from .._validation import check_choice, check_float, check_int, check_random_state
-from ..em import StepSchedule, online_update, run_em, run_stochastic_em, stream_objective
+from ..em import StepSchedule, blas_single_threaded, online_update, run_em, run_stochastic_em, stream_objective
 from ..collapse import ON_COLLAPSE
 from ..exceptions import CollapseWarning, ConvergenceWarning
 
@@ -51,7 +51,10 @@ class EMEstimator(BaseEstimator):
         check_choice(algorithm, "algorithm", ("em", "stochastic"))
         bar = ProgressBar(self.max_iter, progress, callback)
         try:
-            return self._run_restarts_with(source, bar, algorithm, batch_size, schedule)
+            # initialisation too: its tiny LAPACK calls (Cholesky solves) take milliseconds each on a
+            # multi-threaded BLAS, microseconds on one thread
+            with blas_single_threaded():
+                return self._run_restarts_with(source, bar, algorithm, batch_size, schedule)
         finally:
             bar.close()
 
