@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .collapse import detect
-from .inference._kernels import normalize_log_resp
 from .inference.hmm import forward_backward
-from .inference.mixture import MixtureStats, log_responsibilities
+from .inference.mixture import MixtureStats, log_responsibilities, normalize_log_resp
 from .stats import Stats
 
 _EPS10 = 10 * np.finfo(np.float64).eps

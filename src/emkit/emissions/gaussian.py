@@ -39,12 +39,15 @@ from scipy import linalg
 from scipy.linalg import blas as _blas
 
 from ..collapse import floor_collapsed, main_axis_offset
-from ..inference import _kernels as _k
-from ..inference import _missing_kernels as _mk
+from .._lazy import LazyModule
+from ..inference import _numpy_kernels as _npk
 from .._validation import check_array, check_choice, check_float
 from ..stats import Stats
 from .base import EmissionFamily, register_family
 from .missing import component_means, has_nan, missing_patterns
+
+_k = LazyModule("emkit.inference._kernels")  # compiled kernels: imported (with numba) when first used
+_mk = LazyModule("emkit.inference._missing_kernels")
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -124,6 +127,11 @@ class GaussianStats(Stats):
 # diagonal Mahalanobis distances of at most this many (row, component, feature) terms are computed
 # in numpy rather than by the compiled kernel (which costs far more to compile than to run them)
 _SMALL_DIAG_CELLS = 1 << 16
+
+
+def _diag_kernels(out, D):
+    """The numpy twins for small diagonal distances (``out`` (n, K)), else the compiled kernels."""
+    return _npk if out.size * D <= _SMALL_DIAG_CELLS else _k
 
 
 def _flipudlr(a):
@@ -329,7 +337,8 @@ class _Full(_CovarianceType):
                 out[:, k] = np.einsum("ij,ij->i", Y, Y)
             return out
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
-        _k.full_mahalanobis_t(XT, np.ascontiguousarray(means), np.ascontiguousarray(pc), out)
+        kernels = _npk if n * means.shape[0] * D <= _npk.SMALL_FULL_DISTANCES else _k
+        kernels.full_mahalanobis_t(XT, np.ascontiguousarray(means), np.ascontiguousarray(pc), out)
         return out
 
     def second_moments(self, Xs, W):
@@ -350,7 +359,7 @@ class _Full(_CovarianceType):
             return sxx
         iu = np.triu_indices(D)
         O = np.empty((n, iu[0].size))
-        _k.outer_products(Xs, O)
+        (_npk if O.size <= _npk.SMALL_OUTER_PRODUCTS else _k).outer_products(Xs, O)
         upper = W.T @ O  # (K, D(D+1)/2)
         sxx = np.empty((W.shape[1], D, D))
         sxx[:, iu[0], iu[1]] = upper
@@ -417,7 +426,8 @@ class _Tied(_Full):
             np.maximum(out, 0.0, out=out)
             return out
         out = np.empty((Y.shape[0], b.shape[0]))
-        _k.diag_mahalanobis(np.ascontiguousarray(Y), np.ascontiguousarray(b), np.ones_like(b), out)
+        _diag_kernels(out, Y.shape[1]).diag_mahalanobis(np.ascontiguousarray(Y), np.ascontiguousarray(b),
+                                                        np.ones_like(b), out)
         return out
 
     def second_moments(self, Xs, W):
@@ -487,14 +497,8 @@ class _Diag(_CovarianceType):
 
     def mahalanobis(self, X, means, pc):
         P = np.ascontiguousarray(self.precision_matrix(pc, X.shape[1]))
-        if X.shape[0] * means.shape[0] * X.shape[1] <= _SMALL_DIAG_CELLS:
-            # small input: the same sums in numpy, so a first fit does not wait for compilation
-            d = X[:, None, :] - means[None]
-            d *= d
-            d *= P
-            return d.sum(axis=2)
         out = np.empty((X.shape[0], means.shape[0]))
-        _k.diag_mahalanobis(X, means, P, out)
+        _diag_kernels(out, X.shape[1]).diag_mahalanobis(X, means, P, out)
         return out
 
     def second_moments(self, Xs, W):
@@ -606,8 +610,9 @@ class GaussianEmission(EmissionFamily):
             nan = np.isnan(Xi)
             obs = (~nan).astype(np.float64)
             Xi[nan] = 0.0
-            _mk.diag_marginal_mahalanobis(Xi, obs, params.means, np.ascontiguousarray(self.cov.precision_matrix(pc, D)),
-                                          sub)
+            kernels = _npk if sub.size * D <= _SMALL_DIAG_CELLS else _mk
+            kernels.diag_marginal_mahalanobis(Xi, obs, params.means,
+                                              np.ascontiguousarray(self.cov.precision_matrix(pc, D)), sub)
             sub *= -0.5
             log_pc = np.log(np.broadcast_to(pc[:, None] if pc.ndim == 1 else pc, (K, D)))
             sub += obs @ log_pc.T

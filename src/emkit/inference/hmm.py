@@ -53,8 +53,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._lazy import LazyModule
 from . import _hmm_batched as _b
-from . import _hmm_kernels as _k
+
+_k = LazyModule("emkit.inference._hmm_kernels")  # imported (with numba) when a compiled kernel is first used
 
 __all__ = [
     "HMMPosterior",

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from .._lazy import LazyModule
 from ..stats import Stats
+from . import _numpy_kernels as _npk
+
+_k = LazyModule("emkit.inference._kernels")
 
 
 @dataclass
@@ -30,6 +34,15 @@ class MixtureStats(Stats):
     emission: Stats
     log_likelihood: float
     n_samples: float
+
+
+def normalize_log_resp(lp, log_norm):
+    """In place: ``lp`` (n, K) log joint -> responsibilities; ``log_norm`` (n,) <- ``log p(x_n)``.
+
+    The compiled kernel (:func:`._kernels.normalize_log_resp`), or its numpy twin for small
+    inputs (see :data:`._numpy_kernels.SMALL_RESP_CELLS`).
+    """
+    (_npk if lp.size <= _npk.SMALL_RESP_CELLS else _k).normalize_log_resp(lp, log_norm)
 
 
 def log_responsibilities(log_weights, frame_loglik):

@@ -26,8 +26,7 @@ from scipy.special import betaln, digamma, gammaln
 from .._validation import check_array, check_choice, check_float, check_int
 from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams, _check_spd
 from ..emissions.missing import has_nan
-from ..inference._kernels import normalize_log_resp
-from ..inference.mixture import MixtureStats
+from ..inference.mixture import MixtureStats, normalize_log_resp
 from ..io import AttributeType, register
 from ..structures import Mixture
 from .mixture import INIT_PARAMS, GaussianMixture

@@ -15,11 +15,19 @@ from ..data import chunk_rows, row_slices
 from ..em import OnlineState, StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
 from ..io import register
-from ..inference._kernels import cluster_sums, lloyd_chunk, lloyd_fused, weighted_inertia, yinyang_step
+from .._lazy import LazyModule
+from ..inference import _numpy_kernels as _npk
 from ..sources import ArraySource
 from ..stats import Stats, reduce_stats
 
 _EMPTY = np.empty(0)
+_k = LazyModule("emkit.inference._kernels")  # compiled kernels: imported (with numba) when first used
+
+
+def _kernels(X, K):
+    """The kernels for Lloyd passes over ``X`` (n, D) with ``K`` centres: the numpy twins on small
+    data (see :data:`emkit.inference._numpy_kernels.SMALL_LLOYD_CELLS`), else the compiled ones."""
+    return _npk if X.shape[0] * K * X.shape[1] <= _npk.SMALL_LLOYD_CELLS else _k
 
 
 @dataclass
@@ -153,7 +161,7 @@ def _lloyd_stats(X, centers, c_sq, sample_weight, sl):
     sums = np.zeros((K, D))
     counts = np.zeros(K)
     sw = _EMPTY if sample_weight is None else sample_weight[sl]
-    inertia = lloyd_chunk(Xc, G, c_sq.astype(np.float64), sw, labels, sums, counts)
+    inertia = _kernels(Xc, K).lloyd_chunk(Xc, G, c_sq.astype(np.float64), sw, labels, sums, counts)
     n = float(Xc.shape[0]) if sample_weight is None else float(sw.sum())
     return labels, KMeansStats(counts=counts, sums=sums, inertia=float(inertia), n_samples=n)
 
@@ -305,12 +313,13 @@ class _LloydPass:
 
             def one(sl):
                 sums, counts = np.zeros((K, D)), np.zeros(K)
-                changed, inertia = yinyang_step(X[sl], centers, self.group_of, shift, group_shift, half,
-                                                sw[sl] if sw.size else sw, labels[sl], self.upper[sl],
-                                                self.glower[sl], sums, counts, with_inertia)
+                changed, inertia = _k.yinyang_step(X[sl], centers, self.group_of, shift, group_shift, half,
+                                                   sw[sl] if sw.size else sw, labels[sl], self.upper[sl],
+                                                   self.glower[sl], sums, counts, with_inertia)
                 return sums, counts, changed, inertia
         else:
             c_sq = np.einsum("ij,ij->i", centers, centers)
+            lloyd_fused = _kernels(X, K).lloyd_fused
 
             def one(sl):
                 sums, counts = np.zeros((K, D)), np.zeros(K)
@@ -329,6 +338,8 @@ class _LloydPass:
 
 
 def _cluster_sums(X, labels, sw, K):
+    cluster_sums = _kernels(X, K).cluster_sums
+
     def one(sl):
         sums, counts = np.zeros((K, X.shape[1])), np.zeros(K)
         cluster_sums(X[sl], labels[sl], sw[sl] if sw.size else sw, sums, counts)
@@ -339,6 +350,7 @@ def _cluster_sums(X, labels, sw, K):
 
 
 def _inertia(X, centers, labels, sw):
+    weighted_inertia = _kernels(X, centers.shape[0]).weighted_inertia
     parts = _over_chunks(lambda sl: weighted_inertia(X[sl], centers, labels[sl], sw[sl] if sw.size else sw),
                          X.shape[0])
     return float(sum(parts))
@@ -351,7 +363,8 @@ def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=1e-4, verbose=0):
     their rows, exactly as Lloyd's algorithm.  With few features (below
     :data:`BOUNDS_MIN_FEATURES`) every iteration is one fused pass (distances, nearest centre
     and the cluster sums together); with more, Yinyang bounds let most rows keep their label
-    without computing distances once the centres settle.  Empty clusters are moved to the rows
+    without computing distances once the centres settle.  Small data (see :func:`_kernels`) take
+    the fused pass in numpy, whatever the number of features.  Empty clusters are moved to the rows
     farthest from their centres.  ``tol`` is absolute here (a squared distance);
     :class:`KMeans` scales it by the data's variance.
 
@@ -372,7 +385,8 @@ def _lloyd(X, centers, sample_weight, max_iter, tol, verbose):
 def _lloyd_iterations(X, centers, sample_weight, max_iter, tol, verbose):
     K, D = centers.shape
     sw = _EMPTY if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    step = _LloydPass(X, centers, sw, bounds=D >= BOUNDS_MIN_FEATURES)
+    # small data: the fused pass in numpy (nothing to compile; the bounds pay only on many rows)
+    step = _LloydPass(X, centers, sw, bounds=D >= BOUNDS_MIN_FEATURES and _kernels(X, K) is _k)
     strict = converged = False
     shift = np.zeros(K)
     for it in range(1, max_iter + 1):
