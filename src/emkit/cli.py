@@ -137,9 +137,8 @@ def _is_categorical(model):
 
 
 def _is_hmm(model):
-    from .models.hmm import BaseHMM
-
-    return isinstance(model, BaseHMM)
+    hmm = sys.modules.get("emkit.models.hmm")  # not imported yet: no model is an HMM (and it is not imported for that)
+    return hmm is not None and isinstance(model, hmm.BaseHMM)
 
 
 def _load_model(path):
