@@ -208,3 +208,37 @@ def test_small_fits_in_a_fresh_process_do_not_import_numba():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not any(out.values()), out
+
+
+LAZY_FAMILIES = """
+import json, sys
+import numpy as np
+import emkit
+from emkit.emissions import EmissionFamily, register_family
+X = np.random.default_rng(0).normal(size=(100, 2))
+emkit.GaussianMixture(2, random_state=0).fit(X)
+out = {"after_gmm": sorted(m for m in sys.modules if m.startswith("emkit.emissions."))}
+class Mine(EmissionFamily):
+    pass
+try:  # a name of emkit's own family is taken even before that family's module is imported
+    register_family("studentt")(Mine)
+    out["refused"] = False
+except ValueError as exc:
+    out["refused"] = "already registered to emkit.emissions.studentt.StudentT" in str(exc)
+from emkit.emissions import family_names, get_family
+out["vonmises"] = get_family("vonmises").__module__
+out["names"] = family_names()
+print(json.dumps(out))
+"""
+
+
+def test_emission_families_are_imported_when_first_used():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run([sys.executable, "-c", LAZY_FAMILIES], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["after_gmm"] == ["emkit.emissions.base", "emkit.emissions.gaussian", "emkit.emissions.missing"]
+    assert out["refused"] is True
+    assert out["vonmises"] == "emkit.emissions.vonmises"
+    assert out["names"] == ["autoregressive", "categorical", "gaussian", "negbinom", "poisson", "studentt", "vonmises"]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .collapse import detect
-from .inference.hmm import forward_backward
 from .inference.mixture import MixtureStats, log_responsibilities, normalize_log_resp
 from .stats import Stats
 
@@ -234,6 +233,8 @@ class MarkovChain:
         return self.emission.log_likelihood(params.emission, data)
 
     def e_step(self, params, X, lengths):
+        from .inference.hmm import forward_backward  # imported by the first HMM E-step, not by mixtures
+
         data = self.emission.prepare(X, lengths)
         frame = self.frame_loglik(params, data)
         post = forward_backward(params.startprob, params.transmat, frame, lengths)

@@ -86,6 +86,7 @@ defined outside emkit must therefore be imported before a model file that uses i
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import re
 
@@ -94,6 +95,10 @@ import numpy as np
 from .._validation import check_array
 
 _FAMILIES = {}
+#: emkit's own families by registered name, with the module that registers each: imported when the
+#: name is first looked up, so a fit with one family does not import (or compile) the others
+_BUILTIN_FAMILIES = {"autoregressive": "autoregressive", "categorical": "categorical", "gaussian": "gaussian",
+                     "negbinom": "negbinom", "poisson": "poisson", "studentt": "studentt", "vonmises": "vonmises"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 #: Names a family's ``attributes`` may not use: the estimators' own fitted attributes.
 RESERVED_ATTRIBUTES = frozenset({
@@ -285,6 +290,8 @@ def register_family(name):
         if not (isinstance(cls, type) and issubclass(cls, EmissionFamily)):
             raise TypeError(f"register_family({name!r}) decorates a subclass of emkit.emissions.EmissionFamily; "
                             f"got {cls!r}")
+        if name in _BUILTIN_FAMILIES and cls.__module__ != _builtin_module(name):
+            _import_builtin(name)  # the name is emkit's own even before its module is imported
         old = _FAMILIES.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"emission family name {name!r} is already registered to "
@@ -300,13 +307,27 @@ def register_family(name):
     return decorate
 
 
+def _builtin_module(name):
+    return f"{__package__}.{_BUILTIN_FAMILIES[name]}"
+
+
+def _import_builtin(name):
+    """Import the module of emkit's own family ``name`` (it registers the family)."""
+    importlib.import_module(_builtin_module(name))
+
+
 def family_names():
     """Names of the registered families, sorted."""
+    for name in _BUILTIN_FAMILIES:
+        if name not in _FAMILIES:
+            _import_builtin(name)
     return sorted(_FAMILIES)
 
 
 def get_family(name):
     """The family class registered under ``name`` (a clear ``ValueError`` when there is none)."""
+    if isinstance(name, str) and name not in _FAMILIES and name in _BUILTIN_FAMILIES:
+        _import_builtin(name)
     cls = _FAMILIES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown emission family {name!r}; registered families: {', '.join(family_names())}. "
