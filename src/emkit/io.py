@@ -61,10 +61,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ._atomic import atomic_path
+from ._registry import _REGISTRY, register  # noqa: F401  (emkit.io.register is the decorator's public name)
 
 FORMAT = "emkit-model"
 FORMAT_VERSION = 1
-_REGISTRY = {}
 
 #: Largest metadata member read (bytes).
 MAX_METADATA_BYTES = 1 << 20
@@ -117,12 +117,6 @@ ATTRIBUTE_TYPES = {
     "class_count_": AttributeType(_FLOAT, (1,)),
     "anomaly_threshold_": AttributeType(_FLOAT, (0,)),
 }
-
-
-def register(cls):
-    """Class decorator: make an estimator class loadable from model files."""
-    _REGISTRY[cls.__name__] = cls
-    return cls
 
 
 #: The type of the parameter arrays of an emission family (generic estimators).

@@ -34,7 +34,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .._validation import check_array, check_float, check_int, check_lengths, check_random_state, check_sample_weight
 from ..exceptions import NotFittedError
-from ..io import register
+from .._registry import register
 from .hmm import BaseHMM, CategoricalHMM, GaussianHMM, as_sequences
 from .mixture import GaussianMixture
 

@@ -25,7 +25,7 @@ from sklearn.base import DensityMixin
 from .._validation import check_choice, check_probability_vector, check_random_state, check_sample_weight
 from ..data import chunk_rows, row_slices
 from ..emissions.base import check_family
-from ..io import register
+from .._registry import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
 from ..structures import Mixture, MixtureParams
 from .base import EMEstimator

@@ -18,7 +18,7 @@ from ..emissions.categorical import CategoricalEmission, CategoricalParams
 from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission
 from ..emissions.poisson import PoissonEmission, PoissonParams
 from ..inference import hmm as inference
-from ..io import register
+from .._registry import register
 from ..sources import DaskSequenceSource, SequenceSource, is_dask_array
 from ..structures import HMMParams, MarkovChain, allowed_mask, check_concentration
 from .base import EMEstimator

@@ -14,7 +14,7 @@ from .._validation import (check_array, check_choice, check_float, check_int, ch
 from ..data import chunk_rows, row_slices
 from ..em import OnlineState, StepSchedule, blas_single_threaded, map_chunks, online_update, run_stochastic_em
 from ..exceptions import ConvergenceWarning
-from ..io import register
+from .._registry import register
 from .._lazy import LazyModule
 from ..inference import _numpy_kernels as _npk
 from ..sources import ArraySource

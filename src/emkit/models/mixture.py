@@ -15,7 +15,7 @@ from ..data import chunk_rows, row_slices
 from ..em import map_chunks
 from ..emissions.gaussian import COVARIANCE_TYPES, GaussianEmission, GaussianParams, chunk_width
 from ..exceptions import ConvergenceWarning
-from ..io import register
+from .._registry import register
 from ..sources import ArraySource, DaskSource, TableSource, is_dask_array, open_table
 from ..structures import Mixture, MixtureParams
 from .base import EMEstimator
