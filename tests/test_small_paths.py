@@ -201,12 +201,17 @@ print(json.dumps(out))
 """
 
 
-def test_small_fits_in_a_fresh_process_do_not_import_numba():
+def _in_fresh_process(code):
+    """The JSON object printed last by ``code`` run in a new interpreter on this source tree."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run([sys.executable, "-c", FRESH], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_small_fits_in_a_fresh_process_do_not_import_numba():
+    out = _in_fresh_process(FRESH)
     assert not any(out.values()), out
 
 
@@ -216,8 +221,11 @@ import numpy as np
 import emkit
 from emkit.emissions import EmissionFamily, register_family
 X = np.random.default_rng(0).normal(size=(100, 2))
-emkit.GaussianMixture(2, random_state=0).fit(X)
+gm = emkit.GaussianMixture(2, random_state=0).fit(X)
 out = {"after_gmm": sorted(m for m in sys.modules if m.startswith("emkit.emissions."))}
+from emkit.plot import plot_model
+plot_model(gm, X)  # deciding which kind of model it is imports no other model module
+out["plot_imported"] = sorted(m for m in ("emkit.models.hmm", "emkit.models.generic") if m in sys.modules)
 class Mine(EmissionFamily):
     pass
 try:  # a name of emkit's own family is taken even before that family's module is imported
@@ -232,13 +240,10 @@ print(json.dumps(out))
 """
 
 
-def test_emission_families_are_imported_when_first_used():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run([sys.executable, "-c", LAZY_FAMILIES], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_emission_families_and_model_modules_are_imported_when_first_used():
+    out = _in_fresh_process(LAZY_FAMILIES)
     assert out["after_gmm"] == ["emkit.emissions.base", "emkit.emissions.gaussian", "emkit.emissions.missing"]
+    assert out["plot_imported"] == []
     assert out["refused"] is True
     assert out["vonmises"] == "emkit.emissions.vonmises"
     assert out["names"] == ["autoregressive", "categorical", "gaussian", "negbinom", "poisson", "studentt", "vonmises"]

@@ -8,6 +8,7 @@ dwell-time histograms.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -66,6 +67,17 @@ def _state_handles(K, label="state"):
 
     colors = state_colors(K)
     return [Patch(facecolor=colors[k], edgecolor="none", label=f"{label} {k}") for k in range(K)]
+
+
+class _NotImported:
+    """Stands for a class whose module is not imported: nothing is an instance of it."""
+
+
+def _loaded(module, *names):
+    """The classes ``names`` of the emkit module ``module`` if it is imported, else :class:`_NotImported`
+    for each: a model of a module never imported cannot exist, and checking for one imports nothing."""
+    mod = sys.modules.get(f"{__package__}.{module}")
+    return tuple(_NotImported if mod is None else getattr(mod, name) for name in names)
 
 
 def _projection(X):
@@ -173,15 +185,14 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     -------
     matplotlib Axes
     """
-    from .emissions.gaussian import COVARIANCE_TYPES
-    from .models.hmm import ARHMM, BaseHMM, CategoricalHMM, GaussianHMM, PoissonHMM, as_sequences
-    from .models.kmeans import KMeans
-    from .models.mixture import GaussianMixture
-
-    from .emissions.categorical import CategoricalEmission
-    from .emissions.gaussian import GaussianEmission
-    from .emissions.poisson import PoissonEmission
-    from .models.generic import MixtureModel
+    ARHMM, BaseHMM, CategoricalHMM, GaussianHMM, PoissonHMM = _loaded(
+        "models.hmm", "ARHMM", "BaseHMM", "CategoricalHMM", "GaussianHMM", "PoissonHMM")
+    (KMeans,), (GaussianMixture,), (MixtureModel,) = (_loaded("models.kmeans", "KMeans"),
+                                                      _loaded("models.mixture", "GaussianMixture"),
+                                                      _loaded("models.generic", "MixtureModel"))
+    (CategoricalEmission,), (GaussianEmission,), (PoissonEmission,) = (
+        _loaded("emissions.categorical", "CategoricalEmission"), _loaded("emissions.gaussian", "GaussianEmission"),
+        _loaded("emissions.poisson", "PoissonEmission"))
 
     name = type(model).__name__
     family = model._family() if isinstance(model, (MixtureModel, BaseHMM)) and hasattr(model, "_family") else None
@@ -193,6 +204,8 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
     if feature_names is None and hasattr(X, "columns"):
         feature_names = [str(c) for c in X.columns]
     if isinstance(model, BaseHMM):
+        from .models.hmm import as_sequences
+
         X, lengths = as_sequences(X, lengths)
     X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
     if family is not None:
@@ -208,6 +221,8 @@ def plot_model(model, X, lengths=None, ax=None, *, feature_names=None, labels=No
         X, labels = X[complete], labels[complete]
     means = covs = None
     if isinstance(model, (GaussianMixture, GaussianHMM)):
+        from .emissions.gaussian import COVARIANCE_TYPES
+
         means = np.asarray(model.means_, dtype=np.float64)
         K, D = means.shape
         attr = "covariances_" if isinstance(model, GaussianMixture) else "covars_"
