@@ -236,16 +236,22 @@ class MarkovChain:
         from .inference.hmm import forward_backward  # imported by the first HMM E-step, not by mixtures
 
         data = self.emission.prepare(X, lengths)
-        frame = self.frame_loglik(params, data)
-        post = forward_backward(params.startprob, params.transmat, frame, lengths)
-        if not np.isfinite(post.log_likelihood):
-            bad = int(np.flatnonzero(~np.isfinite(post.seq_log_likelihood))[0])
+        fused = getattr(self.emission, "hmm_statistics", None)
+        out = None if fused is None else fused(params.emission, data, lengths, params.startprob, params.transmat)
+        if out is None:
+            frame = self.frame_loglik(params, data)
+            post = forward_backward(params.startprob, params.transmat, frame, lengths)
+            out = (post.seq_log_likelihood, post.expected_start, post.expected_transitions,
+                   self.emission.statistics(params.emission, data, post.posteriors))
+        seq_ll, start, trans, emission = out
+        log_likelihood = float(np.sum(seq_ll))
+        if not np.isfinite(log_likelihood):
+            bad = int(np.flatnonzero(~np.isfinite(seq_ll))[0])
             raise ValueError(f"sequence {bad} of this batch has zero probability under the current parameters "
                              "(a forbidden transition or an impossible emission); check zeros in startprob, "
                              "transmat or the emission parameters")
-        return HMMStats(start=post.expected_start, trans=post.expected_transitions,
-                        emission=self.emission.statistics(params.emission, data, post.posteriors),
-                        log_likelihood=post.log_likelihood, n_samples=float(frame.shape[0]))
+        return HMMStats(start=start, trans=trans, emission=emission, log_likelihood=log_likelihood,
+                        n_samples=float(X.shape[0]))
 
     def m_step(self, stats, params):
         startprob = params.startprob

@@ -48,6 +48,7 @@ from .missing import component_means, has_nan, missing_patterns
 
 _k = LazyModule("emkit.inference._kernels")  # compiled kernels: imported (with numba) when first used
 _mk = LazyModule("emkit.inference._missing_kernels")
+_hmm = LazyModule("emkit.inference.hmm")  # HMM inference: only HMMs use it
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -663,6 +664,31 @@ class GaussianEmission(EmissionFamily):
             if self.cov.name in ("diag", "spherical"):
                 return self._per_coordinate_moments(X, weights, c, params)
         return self.moments(X, weights, params.means, params)
+
+    def hmm_statistics(self, params, X, lengths, startprob, transmat):
+        """The E-step of a Markov chain over these emissions in one fused pass, or None.
+
+        For diagonal and spherical covariances on data without NaN (and every mean near the
+        common centre), returns ``(seq_log_likelihood, expected_start, expected_transitions,
+        GaussianStats)`` from :func:`emkit.inference.hmm.gaussian_diag_e_step`: what
+        forward-backward on :meth:`log_likelihood` followed by :meth:`statistics` gives, without
+        forming the (T, K) arrays.  None when that does not apply (the caller takes those steps).
+        """
+        if self.cov.name not in ("diag", "spherical") or has_nan(X):
+            return None
+        c = self.center_of(params)
+        if self._has_far_component(params, c):
+            return None
+        D = X.shape[1]
+        pc = params.precisions_cholesky
+        log_norm = self.cov.log_det_cholesky(pc, D) - 0.5 * D * LOG_2PI
+        out = _hmm.gaussian_diag_e_step(startprob, transmat, X, lengths, params.means,
+                                        self.cov.precision_matrix(pc, D), log_norm, c)
+        if out is None:
+            return None
+        seq_ll, start, trans, n, sx, sxx = out
+        return seq_ll, start, trans, GaussianStats(n=n, sx=sx, sxx=sxx if self.cov.name == "diag" else sxx.sum(axis=1),
+                                                   center=c, kind=self.cov.name)
 
     def _common_moments(self, X, weights, center):
         """Moments of ``X`` without NaN about one centre (D,) for every component."""

@@ -524,22 +524,33 @@ def diag_mahalanobis(X, means, P, out):
     B = _BLOCK
     XT = np.empty((D, B))
     acc = np.empty(B)
+    zero = np.zeros(K)
     for i0 in range(0, n, B):
-        b = min(B, n - i0)
+        diag_mahalanobis_rows(X, i0, min(B, n - i0), means, P, XT, acc, out, i0, 1.0, zero)
+
+
+@njit(cache=True, nogil=True)
+def diag_mahalanobis_rows(X, i0, b, means, P, XT, acc, out, o0, scale, shift):
+    """``out[o0 + j, k] = scale * sum_d (X[i0 + j, d] - means[k, d])^2 * P[k, d] + shift[k]`` for
+    ``j < b``; ``XT`` (D, >= b) and ``acc`` (>= b) are buffers.  (With scale 1 and shift 0 the sums
+    themselves, exactly.)"""
+    D = X.shape[1]
+    K = means.shape[0]
+    for d in range(D):
+        for j in range(b):
+            XT[d, j] = X[i0 + j, d]
+    for k in range(K):
+        for j in range(b):
+            acc[j] = 0.0
         for d in range(D):
+            m = means[k, d]
+            p = P[k, d]
             for j in range(b):
-                XT[d, j] = X[i0 + j, d]
-        for k in range(K):
-            for j in range(b):
-                acc[j] = 0.0
-            for d in range(D):
-                m = means[k, d]
-                p = P[k, d]
-                for j in range(b):
-                    v = XT[d, j] - m
-                    acc[j] += v * v * p
-            for j in range(b):
-                out[i0 + j, k] = acc[j]
+                v = XT[d, j] - m
+                acc[j] += v * v * p
+        c = shift[k]
+        for j in range(b):
+            out[o0 + j, k] = acc[j] * scale + c
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})

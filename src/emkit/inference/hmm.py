@@ -57,6 +57,7 @@ from .._lazy import LazyModule
 from . import _hmm_batched as _b
 
 _k = LazyModule("emkit.inference._hmm_kernels")  # imported (with numba) when a compiled kernel is first used
+_g = LazyModule("emkit.inference._hmm_gaussian")
 
 __all__ = [
     "HMMPosterior",
@@ -75,6 +76,10 @@ _BLOCK_STEPS = 4096
 # _SMALL_STEPS steps per sequence and _SMALL_CELLS frame log-likelihoods
 _SMALL_STEPS = 1024
 _SMALL_CELLS = 1 << 17
+
+# the fused Gaussian E-step computes the densities and statistics of a sequence of at least this
+# many steps over blocks of rows in parallel (see _hmm_gaussian); the others one per thread
+_LONG_STEPS = 2 * _BLOCK_STEPS
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,37 @@ def _fb_kernel(pi, A, ll, lengths, force_log, seq_starts=None, block_starts=None
     )
 
 
+def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log_norm, center):
+    """E-step of an HMM with diagonal Gaussian emissions, fused (see :mod:`._hmm_gaussian`).
+
+    The frame log-likelihoods are ``-0.5 sum_d (x_d - means[k, d])^2 precisions[k, d] +
+    log_norm[k]``; the result equals :func:`forward_backward` on them followed by the weighted
+    moments of ``X`` about ``center`` (D,), to rounding, without forming either (T, K) array.
+
+    Returns
+    -------
+    ``(seq_log_likelihood (n_seq,), expected_start (K,), expected_transitions (K, K),
+    n (K,), sx (K, D), sxx (K, D))`` with ``n = sum_t gamma_t``, ``sx = sum_t gamma_t (x_t - c)``
+    and ``sxx = sum_t gamma_t (x_t - c)^2``; or None for a problem small enough that
+    :func:`forward_backward` runs it in numpy (nothing to compile).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    K, D = means.shape
+    if X.ndim != 2 or X.shape[1] != D:
+        raise ValueError(f"X must have shape (T, {D}); got {X.shape}")
+    pi, A = _as_model(startprob, transmat, K)
+    seq_starts, block_starts = _offsets(lengths, X.shape[0])
+    if _batched_pays(K, seq_starts):
+        return None
+    logpi, logA = _logs(pi, A)
+    seq_ll, xi, start, n, sx, sxx = _g.gaussian_e_step_kernel(
+        pi, A, np.ascontiguousarray(A.T), logpi, logA, X, means,
+        np.ascontiguousarray(precisions, dtype=np.float64), np.ascontiguousarray(log_norm, dtype=np.float64),
+        np.ascontiguousarray(center, dtype=np.float64), seq_starts, block_starts, _LONG_STEPS)
+    return seq_ll, start, xi, n, sx, sxx
+
+
 def viterbi(startprob, transmat, frame_loglik, lengths=None, *, _method=None):
     """Most probable state path of every sequence.
 
@@ -320,7 +356,7 @@ def filter(startprob, transmat, frame_loglik, lengths=None, *, _force_log=False)
     pi, A, ll, seq_starts, block_starts = _prepare(startprob, transmat, frame_loglik, lengths)
     logpi, logA = _logs(pi, A)
     seq_ll, out = _k.filter_kernel(
-        pi, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
+        pi, A, np.ascontiguousarray(A.T), logpi, logA, ll, seq_starts, block_starts, bool(_force_log)
     )
     return float(np.sum(seq_ll)), out
 
