@@ -54,6 +54,13 @@ class Mixture:
         return log_responsibilities(0.0, self.log_joint(params, X))
 
     def e_step(self, params, X, sample_weight=None):
+        fused = getattr(self.emission, "mixture_e_step", None)
+        if fused is not None:  # the family's whole E-step in one pass, where it has one
+            out = fused(params.emission, params.weights, X, sample_weight)
+            if out is not None:
+                resp, stats, ll = out
+                n = float(X.shape[0]) if sample_weight is None else float(sample_weight.sum())
+                return MixtureStats(resp=resp, emission=stats, log_likelihood=ll, n_samples=n)
         data = self.emission.prepare(X, None)
         log_norm, resp = self.responsibilities(params, data, prepared=True)
         if sample_weight is None:

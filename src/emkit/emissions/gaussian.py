@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
-from scipy.linalg import blas as _blas
 
 from ..collapse import floor_collapsed, main_axis_offset
 from .._lazy import LazyModule
+from ..inference import _blas
 from ..inference import _numpy_kernels as _npk
 from .._validation import check_array, check_choice, check_float
 from ..stats import Stats
@@ -128,6 +128,11 @@ class GaussianStats(Stats):
 # diagonal Mahalanobis distances of at most this many (row, component, feature) terms are computed
 # in numpy rather than by the compiled kernel (which costs far more to compile than to run them)
 _SMALL_DIAG_CELLS = 1 << 16
+
+_EMPTY = np.empty(0)
+
+#: (params, weights, covariance type, constants) of the last fused E-step: its chunks share them
+_FUSED_LAST = None
 
 
 def _diag_kernels(out, D):
@@ -330,12 +335,13 @@ class _Full(_CovarianceType):
         n, D = X.shape
         out = np.empty((n, means.shape[0]))
         if D >= BLAS3_DISTANCES_MIN_D:
-            # per component a triangular matrix product (BLAS-3) of the centred rows: Y = (X - mu_k) U_k
+            # per component a triangular matrix product (BLAS-3) of the centred rows, Y = (X - mu_k) U_k, in
+            # one buffer: C order (n, D), so its transpose is the Fortran (D, n) matrix dtrmm overwrites
+            Y = np.empty((n, D))
             for k in range(means.shape[0]):
-                Xc = np.subtract(X, means[k], dtype=np.float64)  # C order (n, D): its transpose is Fortran
-                YT = _blas.dtrmm(1.0, pc[k].T, Xc.T, side=0, lower=1, trans_a=0, overwrite_b=1)  # U^T Xc^T
-                Y = YT.T
-                out[:, k] = np.einsum("ij,ij->i", Y, Y)
+                _k.subtract_row(X, means[k], Y)
+                _blas.times_upper(Y, np.ascontiguousarray(pc[k], dtype=np.float64))
+                _k.row_sq_norms(Y, out[:, k])
             return out
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
         kernels = _npk if n * means.shape[0] * D <= _npk.SMALL_FULL_DISTANCES else _k
@@ -347,16 +353,17 @@ class _Full(_CovarianceType):
         if D >= BLAS3_MOMENTS_MIN_D:
             # per component a symmetric rank-n update (BLAS-3): sum_n w_n x_n x_n^T = Z^T Z, Z = sqrt(w) x
             K = W.shape[1]
-            sxx = np.empty((K, D, D))
-            R = np.sqrt(W) if n and W.min() >= 0.0 else None
+            if n and W.min() < 0.0:  # negative weights have no square root: general products
+                return np.stack([(Xs * W[:, k:k + 1]).T @ Xs for k in range(K)])
+            R = np.sqrt(W)
+            Xs = np.ascontiguousarray(Xs, dtype=np.float64)
+            Z = np.empty((n, D))
+            upper = np.empty((K, D, D))
             for k in range(K):
-                if R is None:  # negative weights have no square root: a general product
-                    sxx[k] = (Xs * W[:, k:k + 1]).T @ Xs
-                    continue
-                Z = Xs * R[:, k:k + 1]
-                S = np.triu(_blas.dsyrk(1.0, Z.T, trans=0, lower=0))
-                sxx[k] = S
-                sxx[k] += np.triu(S, 1).T
+                _k.scale_rows(Xs, R[:, k], Z)
+                _blas.gram_upper(Z, upper[k])
+            sxx = np.triu(upper)
+            sxx += np.triu(upper, 1).transpose(0, 2, 1)
             return sxx
         iu = np.triu_indices(D)
         O = np.empty((n, iu[0].size))
@@ -750,6 +757,66 @@ class GaussianEmission(EmissionFamily):
                 part = part + self.cov.conditional(cond[k])
             parts.append(part)
         return GaussianStats(n=nk, sx=sx, sxx=self.cov.stack(parts), center=centers, kind=self.cov.name)
+
+    # -- fused mixture E-step (large chunks) -------------------------------------------
+    def mixture_e_step(self, params, weights, X, sample_weight=None):
+        """A mixture's whole E-step over a chunk in one compiled pass, or None where it does not apply.
+
+        ``weights`` (K,) are the mixture weights.  Returns ``(resp (K,), GaussianStats,
+        log_likelihood)``: the same sums as the log-likelihood, responsibilities and
+        :meth:`statistics` steps give (moments about the common centre), without (n, K)
+        temporaries.  It applies to chunks of more than ``_SMALL_DIAG_CELLS`` (row, component,
+        feature) terms whose values are all finite, when every component lies near the common
+        centre; elsewhere the caller takes the steps one by one.
+        """
+        K, D = params.means.shape
+        kind = self.cov.name
+        if X.shape[0] * K * D <= _SMALL_DIAG_CELLS or kind == "tied" or (kind == "full" and D >= BLAS3_MOMENTS_MIN_D):
+            return None
+        prep = self._fused_constants(params, weights)
+        if prep is None:
+            return None
+        center, P, log_const, log_w = prep
+        sw = _EMPTY if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+        if kind == "full":
+            M = np.zeros((K, 1 + D + D * (D + 1) // 2))
+            ll = _k.full_mixture_estep(X, sw, params.means, P, log_const, log_w, center, M)
+            iu = np.triu_indices(D)
+            sxx = np.empty((K, D, D))
+            sxx[:, iu[0], iu[1]] = M[:, 1 + D:]
+            sxx[:, iu[1], iu[0]] = M[:, 1 + D:]
+        else:
+            spherical = kind == "spherical"
+            M = np.zeros((K, 2 + D if spherical else 1 + 2 * D))
+            ll = _k.diag_mixture_estep(X, sw, params.means, P, log_const, log_w, center, spherical, M)
+            sxx = M[:, 1 + D].copy() if spherical else M[:, 1 + D:].copy()
+        if ll != ll:  # a value that is not finite (NaN marks a missing value): the general steps
+            return None
+        return M[:, 0].copy(), GaussianStats(n=M[:, 0].copy(), sx=M[:, 1:1 + D].copy(), sxx=sxx, center=center,
+                                             kind=kind), float(ll)
+
+    def _fused_constants(self, params, weights):
+        """``(center, P, log_const, log_w)`` of :meth:`mixture_e_step` for these parameters (``P``: the
+        precisions (K, D), or the precision factors (K, D, D) of full covariances; None
+        if a component is far from the common centre); computed once per E-step (the last are kept)."""
+        global _FUSED_LAST
+        last = _FUSED_LAST
+        if last is not None and last[0] is params and last[1] is weights and last[2] == self.cov.name:
+            return last[3]
+        K, D = params.means.shape
+        c = self.center_of(params)
+        if self._has_far_component(params, c):
+            prep = None
+        else:
+            pc = params.precisions_cholesky
+            with np.errstate(divide="ignore"):
+                log_w = np.log(weights)
+            P = pc if self.cov.name == "full" else self.cov.precision_matrix(pc, D)
+            prep = (np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(P, dtype=np.float64),
+                    np.ascontiguousarray(self.cov.log_det_cholesky(pc, D) - 0.5 * D * LOG_2PI, dtype=np.float64),
+                    np.ascontiguousarray(log_w, dtype=np.float64))
+        _FUSED_LAST = (params, weights, self.cov.name, prep)
+        return prep
 
     def conditional_expectations(self, params, X):
         """``E[x_n | observed entries of x_n, z_n = k]`` as a (K, n, D) array (observed entries as given)."""

@@ -553,6 +553,36 @@ def diag_mahalanobis_rows(X, i0, b, means, P, XT, acc, out, o0, scale, shift):
             out[o0 + j, k] = acc[j] * scale + c
 
 
+@njit(cache=True, nogil=True)
+def subtract_row(X, m, out):
+    """``out[i, d] = X[i, d] - m[d]`` in float64 (numpy's broadcasting loop is several times slower)."""
+    n, D = X.shape
+    for i in range(n):
+        for d in range(D):
+            out[i, d] = np.float64(X[i, d]) - m[d]
+
+
+@njit(cache=True, nogil=True)
+def scale_rows(X, w, out):
+    """``out[i, d] = X[i, d] * w[i]``."""
+    n, D = X.shape
+    for i in range(n):
+        wi = w[i]
+        for d in range(D):
+            out[i, d] = X[i, d] * wi
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def row_sq_norms(Y, out):
+    """``out[i] = sum_j Y[i, j]^2`` (sums across SIMD lanes)."""
+    n, D = Y.shape
+    for i in range(n):
+        s = 0.0
+        for j in range(D):
+            s += Y[i, j] * Y[i, j]
+        out[i] = s
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def full_mahalanobis_t(XT, means, U, out):
     """Squared Mahalanobis distances with full precisions, vectorised over rows.
@@ -585,3 +615,296 @@ def full_mahalanobis_t(XT, means, U, out):
                 acc[i] += y[i] * y[i]
         for i in range(n):
             out[i, k] = acc[i]
+
+
+# -- fused mixture E-steps: distances, responsibilities and moments per block of rows ---------------
+#
+# One call does a whole Gaussian-mixture E-step for a chunk of rows without (n, K) arrays: each block
+# of _BLOCK rows is transposed once, its log joint densities (K, block) computed across rows in SIMD
+# lanes, normalised into responsibilities (as in normalize_log_resp) and folded straight into the
+# moments while the block is in cache.  The moments of a block are one small matrix product
+# M += R Z^T of the responsibilities R (K, block) and the rows' features Z (Q, block): a row of
+# ones (the counts), the centred values and their squares or pairwise products.
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _accumulate_products(R, Z, b, M):
+    """``M[k, q] += sum_j R[k, j] * Z[q, j]`` over the first ``b`` columns (sums across SIMD lanes,
+    two rows of ``R`` by four of ``Z`` at a time)."""
+    K = R.shape[0]
+    Q = Z.shape[0]
+    for k in range(0, K - 1, 2):
+        r0 = R[k]
+        r1 = R[k + 1]
+        for q in range(0, Q - 3, 4):
+            z0 = Z[q]
+            z1 = Z[q + 1]
+            z2 = Z[q + 2]
+            z3 = Z[q + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            for j in range(b):
+                a0 = r0[j]
+                a1 = r1[j]
+                c0 = z0[j]
+                c1 = z1[j]
+                c2 = z2[j]
+                c3 = z3[j]
+                s00 += a0 * c0
+                s01 += a0 * c1
+                s02 += a0 * c2
+                s03 += a0 * c3
+                s10 += a1 * c0
+                s11 += a1 * c1
+                s12 += a1 * c2
+                s13 += a1 * c3
+            M[k, q] += s00
+            M[k, q + 1] += s01
+            M[k, q + 2] += s02
+            M[k, q + 3] += s03
+            M[k + 1, q] += s10
+            M[k + 1, q + 1] += s11
+            M[k + 1, q + 2] += s12
+            M[k + 1, q + 3] += s13
+        for q in range(Q - Q % 4, Q):
+            z0 = Z[q]
+            s00 = s10 = 0.0
+            for j in range(b):
+                s00 += r0[j] * z0[j]
+                s10 += r1[j] * z0[j]
+            M[k, q] += s00
+            M[k + 1, q] += s10
+    if K % 2:
+        k = K - 1
+        r0 = R[k]
+        for q in range(Q):
+            z0 = Z[q]
+            s00 = 0.0
+            for j in range(b):
+                s00 += r0[j] * z0[j]
+            M[k, q] += s00
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _not_finite(a, m):
+    """Whether ``a[:m]`` holds NaN or an infinity (``x * 0`` is 0 for every finite ``x``)."""
+    s = 0.0
+    for j in range(m):
+        s += a[j] * 0.0
+    return s != 0.0 or s != s
+
+
+@njit(cache=True, nogil=True)
+def _block_responsibilities(T, E, ebits, mx, s, b):
+    """Log joint ``T`` (K, block) -> responsibilities ``E`` of the first ``b`` rows (as
+    :func:`normalize_log_resp`; ``T`` is overwritten); each row's log-likelihood in ``mx``."""
+    K = T.shape[0]
+    for j in range(b):
+        mx[j] = _NEG_INF
+    for k in range(K):
+        for j in range(b):
+            if T[k, j] > mx[j]:
+                mx[j] = T[k, j]
+    for j in range(b):
+        if mx[j] == _NEG_INF:
+            mx[j] = 0.0
+    for k in range(K):
+        for j in range(b):
+            T[k, j] -= mx[j]
+    if b == T.shape[1]:
+        _vexp(T.reshape(T.size), E.reshape(E.size), ebits, T.size)
+    else:
+        for k in range(K):
+            _vexp(T[k], E[k], ebits, b)
+    for j in range(b):
+        s[j] = 0.0
+    for k in range(K):
+        for j in range(b):
+            s[j] += E[k, j]
+    for j in range(b):
+        if s[j] > 0.0:
+            mx[j] = mx[j] + math.log(s[j])
+            s[j] = 1.0 / s[j]
+        else:
+            mx[j] = _NEG_INF
+    for k in range(K):
+        for j in range(b):
+            E[k, j] *= s[j]
+
+
+@njit(cache=True, nogil=True)
+def _weigh_block(E, mx, s, sample_weight, i0, b, weighted):
+    """Responsibilities ``E`` times the rows' weights; returns the block's weighted log-likelihood."""
+    ll = 0.0
+    if weighted:
+        for j in range(b):
+            w = sample_weight[i0 + j]
+            ll += w * mx[j]
+            s[j] = w
+        for k in range(E.shape[0]):
+            for j in range(b):
+                E[k, j] *= s[j]
+    else:
+        for j in range(b):
+            ll += mx[j]
+    return ll
+
+
+@njit(cache=True, nogil=True)
+def _load_block(X, i0, b, center, XT, Z):
+    """``XT[:, :b]`` <- rows ``i0:i0+b`` of ``X`` transposed; ``Z[0]`` <- 1 and ``Z[1:D+1]`` <- the
+    rows minus ``center``.  Returns True if a value is not finite."""
+    D = X.shape[1]
+    for d in range(D):
+        c = center[d]
+        for j in range(b):
+            v = np.float64(X[i0 + j, d])
+            XT[d, j] = v
+            Z[1 + d, j] = v - c
+        if _not_finite(XT[d], b):
+            return True
+    for j in range(b):
+        Z[0, j] = 1.0
+    return False
+
+
+@njit(cache=True, nogil=True)
+def diag_mixture_estep(X, sample_weight, means, P, log_const, log_w, center, spherical, M):
+    """E-step of a mixture of diagonal (``spherical``: isotropic) Gaussians over a chunk, fused.
+
+    ``log_joint[i, k] = -0.5 * sum_d (X[i, d] - means[k, d])^2 P[k, d] + log_const[k] + log_w[k]``
+    (``P`` (K, D) the precisions); responsibilities ``r`` as :func:`normalize_log_resp`, times
+    ``sample_weight`` (length 0: unit weights).  Adds into ``M`` (K, 1 + 2D) (spherical: (K, 2 + D))
+    the sums over rows of ``r``, of ``r (X - center)`` and of ``r (X - center)^2`` (spherical: its
+    sum over features).  Returns the chunk's weighted log-likelihood, or NaN (``M`` then partly
+    filled) if ``X`` holds a value that is not finite.
+    """
+    n, D = X.shape
+    K = means.shape[0]
+    B = _BLOCK
+    weighted = sample_weight.shape[0] > 0
+    XT = np.empty((D, B))
+    Z = np.empty((M.shape[1], B))
+    T = np.empty((K, B))
+    E = np.empty((K, B))
+    ebits = np.empty(K * B, dtype=np.int64)
+    acc = np.empty(B)
+    mx = np.empty(B)
+    s = np.empty(B)
+    ll = 0.0
+    for i0 in range(0, n, B):
+        b = min(B, n - i0)
+        if _load_block(X, i0, b, center, XT, Z):
+            return np.nan
+        for k in range(K):
+            for j in range(b):
+                acc[j] = 0.0
+            if spherical:
+                for d in range(D):
+                    m = means[k, d]
+                    for j in range(b):
+                        v = XT[d, j] - m
+                        acc[j] += v * v
+                p = P[k, 0]
+                for j in range(b):
+                    acc[j] *= p
+            else:
+                for d in range(D):
+                    m = means[k, d]
+                    p = P[k, d]
+                    for j in range(b):
+                        v = XT[d, j] - m
+                        acc[j] += v * v * p
+            lc = log_const[k]
+            lw = log_w[k]
+            for j in range(b):
+                T[k, j] = (acc[j] * -0.5 + lc) + lw
+        _block_responsibilities(T, E, ebits, mx, s, b)
+        ll += _weigh_block(E, mx, s, sample_weight, i0, b, weighted)
+        if spherical:
+            for j in range(b):
+                Z[1 + D, j] = 0.0
+            for d in range(D):
+                for j in range(b):
+                    Z[1 + D, j] += Z[1 + d, j] * Z[1 + d, j]
+        else:
+            for d in range(D):
+                for j in range(b):
+                    Z[1 + D + d, j] = Z[1 + d, j] * Z[1 + d, j]
+        _accumulate_products(E, Z, b, M)
+    return ll
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _full_block_log_joint(XT, b, means, U, log_const, log_w, xc, y, acc, T):
+    """``T[k, :b]`` <- log joint densities of the block ``XT[:, :b]`` under full covariances: the
+    distances of :func:`full_mahalanobis_t` (the triangles of ``U``) times -0.5, plus ``log_const``
+    and ``log_w``."""
+    D = XT.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        for l in range(D):
+            m = means[k, l]
+            for i in range(b):
+                xc[l, i] = XT[l, i] - m
+        for i in range(b):
+            acc[i] = 0.0
+        for j in range(D):
+            u = U[k, 0, j]
+            for i in range(b):
+                y[i] = xc[0, i] * u
+            for l in range(1, j + 1):
+                u = U[k, l, j]
+                for i in range(b):
+                    y[i] += xc[l, i] * u
+            for i in range(b):
+                acc[i] += y[i] * y[i]
+        lc = log_const[k]
+        lw = log_w[k]
+        for i in range(b):
+            T[k, i] = (acc[i] * -0.5 + lc) + lw
+
+
+@njit(cache=True, nogil=True)
+def full_mixture_estep(X, sample_weight, means, U, log_const, log_w, center, M):
+    """E-step of a mixture of full-covariance Gaussians over a chunk, fused.
+
+    Squared Mahalanobis distances through the upper-triangular precision factors ``U`` (K, D, D)
+    as :func:`full_mahalanobis_t`; log joint ``-0.5 * distance + log_const[k] + log_w[k]``;
+    responsibilities ``r`` as :func:`normalize_log_resp`, times ``sample_weight`` (length 0: unit
+    weights).  Adds into ``M`` (K, 1 + D + D (D + 1) / 2) the sums over rows of ``r``, of
+    ``r (X - center)`` and of ``r`` times the products ``(X - center)_a (X - center)_b``, a <= b in
+    row-major order.  Returns the chunk's weighted log-likelihood, or NaN (``M`` then partly
+    filled) if ``X`` holds a value that is not finite.
+    """
+    n, D = X.shape
+    K = means.shape[0]
+    B = _BLOCK
+    weighted = sample_weight.shape[0] > 0
+    XT = np.empty((D, B))
+    Z = np.empty((M.shape[1], B))
+    xc = np.empty((D, B))
+    y = np.empty(B)
+    acc = np.empty(B)
+    T = np.empty((K, B))
+    E = np.empty((K, B))
+    ebits = np.empty(K * B, dtype=np.int64)
+    mx = np.empty(B)
+    s = np.empty(B)
+    ll = 0.0
+    for i0 in range(0, n, B):
+        b = min(B, n - i0)
+        if _load_block(X, i0, b, center, XT, Z):
+            return np.nan
+        _full_block_log_joint(XT, b, means, U, log_const, log_w, xc, y, acc, T)
+        _block_responsibilities(T, E, ebits, mx, s, b)
+        ll += _weigh_block(E, mx, s, sample_weight, i0, b, weighted)
+        q = 1 + D
+        for a in range(D):
+            for c in range(a, D):
+                za = Z[1 + a]
+                zc = Z[1 + c]
+                for j in range(b):
+                    Z[q, j] = za[j] * zc[j]
+                q += 1
+        _accumulate_products(E, Z, b, M)
+    return ll
