@@ -26,6 +26,44 @@ _WINDOW = 2048
 
 
 @njit(cache=True, nogil=True)
+def _block_responsibilities(T, E, ebits, mx, s, b):
+    """Log joint ``T`` (K, block) -> responsibilities ``E`` of the first ``b`` rows and each row's
+    logsumexp in ``mx`` (see :func:`normalize_log_resp`); ``T`` and ``s`` are overwritten."""
+    K = T.shape[0]
+    for j in range(b):
+        mx[j] = _NEG_INF
+    for k in range(K):
+        for j in range(b):
+            if T[k, j] > mx[j]:
+                mx[j] = T[k, j]
+    for j in range(b):
+        if mx[j] == _NEG_INF:
+            mx[j] = 0.0
+    for k in range(K):
+        for j in range(b):
+            T[k, j] -= mx[j]
+    if b == T.shape[1]:
+        _vexp(T.reshape(T.size), E.reshape(E.size), ebits, T.size)
+    else:
+        for k in range(K):
+            _vexp(T[k], E[k], ebits, b)
+    for j in range(b):
+        s[j] = 0.0
+    for k in range(K):
+        for j in range(b):
+            s[j] += E[k, j]
+    for j in range(b):
+        if s[j] > 0.0:
+            mx[j] = mx[j] + math.log(s[j])
+            s[j] = 1.0 / s[j]
+        else:
+            mx[j] = _NEG_INF
+    for k in range(K):
+        for j in range(b):
+            E[k, j] *= s[j]
+
+
+@njit(cache=True, nogil=True)
 def normalize_log_resp(lp, log_norm):
     """In place: ``lp`` (n, K) log joint -> responsibilities; ``log_norm`` (n,) <- logsumexp of each row.
 
@@ -47,37 +85,12 @@ def normalize_log_resp(lp, log_norm):
         for k in range(K):
             for j in range(b):
                 T[k, j] = lp[i0 + j, k]
+        _block_responsibilities(T, E, ebits, mx, s, b)
         for j in range(b):
-            mx[j] = _NEG_INF
+            log_norm[i0 + j] = mx[j]
         for k in range(K):
             for j in range(b):
-                if T[k, j] > mx[j]:
-                    mx[j] = T[k, j]
-        for j in range(b):
-            if mx[j] == _NEG_INF:  # nothing possible: exp(-inf - 0) = 0 everywhere
-                mx[j] = 0.0
-        for k in range(K):
-            for j in range(b):
-                T[k, j] -= mx[j]
-        if b == B:
-            _vexp(T.reshape(K * B), E.reshape(K * B), ebits, K * B)
-        else:
-            for k in range(K):
-                _vexp(T[k], E[k], ebits, b)
-        for j in range(b):
-            s[j] = 0.0
-        for k in range(K):
-            for j in range(b):
-                s[j] += E[k, j]
-        for j in range(b):
-            if s[j] > 0.0:
-                log_norm[i0 + j] = mx[j] + math.log(s[j])
-                s[j] = 1.0 / s[j]
-            else:
-                log_norm[i0 + j] = _NEG_INF
-        for k in range(K):
-            for j in range(b):
-                lp[i0 + j, k] = E[k, j] * s[j]
+                lp[i0 + j, k] = E[k, j]
 
 
 @njit(cache=True, nogil=True)
@@ -691,44 +704,6 @@ def _not_finite(a, m):
     for j in range(m):
         s += a[j] * 0.0
     return s != 0.0 or s != s
-
-
-@njit(cache=True, nogil=True)
-def _block_responsibilities(T, E, ebits, mx, s, b):
-    """Log joint ``T`` (K, block) -> responsibilities ``E`` of the first ``b`` rows (as
-    :func:`normalize_log_resp`; ``T`` is overwritten); each row's log-likelihood in ``mx``."""
-    K = T.shape[0]
-    for j in range(b):
-        mx[j] = _NEG_INF
-    for k in range(K):
-        for j in range(b):
-            if T[k, j] > mx[j]:
-                mx[j] = T[k, j]
-    for j in range(b):
-        if mx[j] == _NEG_INF:
-            mx[j] = 0.0
-    for k in range(K):
-        for j in range(b):
-            T[k, j] -= mx[j]
-    if b == T.shape[1]:
-        _vexp(T.reshape(T.size), E.reshape(E.size), ebits, T.size)
-    else:
-        for k in range(K):
-            _vexp(T[k], E[k], ebits, b)
-    for j in range(b):
-        s[j] = 0.0
-    for k in range(K):
-        for j in range(b):
-            s[j] += E[k, j]
-    for j in range(b):
-        if s[j] > 0.0:
-            mx[j] = mx[j] + math.log(s[j])
-            s[j] = 1.0 / s[j]
-        else:
-            mx[j] = _NEG_INF
-    for k in range(K):
-        for j in range(b):
-            E[k, j] *= s[j]
 
 
 @njit(cache=True, nogil=True)
