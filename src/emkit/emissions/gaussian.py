@@ -338,10 +338,17 @@ class _Full(_CovarianceType):
             # per component a triangular matrix product (BLAS-3) of the centred rows, Y = (X - mu_k) U_k, in
             # one buffer: C order (n, D), so its transpose is the Fortran (D, n) matrix dtrmm overwrites
             Y = np.empty((n, D))
+            small = n * means.shape[0] * D <= _npk.SMALL_FULL_DISTANCES  # numpy: no compiled kernel to load
             for k in range(means.shape[0]):
-                _k.subtract_row(X, means[k], Y)
+                if small:
+                    np.subtract(X, means[k], out=Y)
+                else:
+                    _k.subtract_row(X, means[k], Y)
                 _blas.times_upper(Y, np.ascontiguousarray(pc[k], dtype=np.float64))
-                _k.row_sq_norms(Y, out[:, k])
+                if small:
+                    np.einsum("ij,ij->i", Y, Y, out=out[:, k])
+                else:
+                    _k.row_sq_norms(Y, out[:, k])
             return out
         XT = np.ascontiguousarray(X.T, dtype=np.float64)
         kernels = _npk if n * means.shape[0] * D <= _npk.SMALL_FULL_DISTANCES else _k
@@ -359,8 +366,12 @@ class _Full(_CovarianceType):
             Xs = np.ascontiguousarray(Xs, dtype=np.float64)
             Z = np.empty((n, D))
             upper = np.empty((K, D, D))
+            small = n * K * D <= _npk.SMALL_FULL_DISTANCES  # numpy: no compiled kernel to load
             for k in range(K):
-                _k.scale_rows(Xs, R[:, k], Z)
+                if small:
+                    np.multiply(Xs, R[:, k:k + 1], out=Z)
+                else:
+                    _k.scale_rows(Xs, R[:, k], Z)
                 _blas.gram_upper(Z, upper[k])
             sxx = np.triu(upper)
             sxx += np.triu(upper, 1).transpose(0, 2, 1)
