@@ -129,6 +129,11 @@ class GaussianStats(Stats):
 # in numpy rather than by the compiled kernel (which costs far more to compile than to run them)
 _SMALL_DIAG_CELLS = 1 << 16
 
+#: chunks of more than this many (row, component, feature) terms take the fused mixture E-step
+#: (:meth:`GaussianEmission.mixture_e_step`); smaller ones go step by step, small problems through
+#: the numpy twins of the kernels
+_FUSED_MIN_CELLS = 1 << 16
+
 _EMPTY = np.empty(0)
 
 #: (params, weights, covariance type, constants) of the last fused E-step: its chunks share them
@@ -776,13 +781,13 @@ class GaussianEmission(EmissionFamily):
         ``weights`` (K,) are the mixture weights.  Returns ``(resp (K,), GaussianStats,
         log_likelihood)``: the same sums as the log-likelihood, responsibilities and
         :meth:`statistics` steps give (moments about the common centre), without (n, K)
-        temporaries.  It applies to chunks of more than ``_SMALL_DIAG_CELLS`` (row, component,
+        temporaries.  It applies to chunks of more than ``_FUSED_MIN_CELLS`` (row, component,
         feature) terms whose values are all finite, when every component lies near the common
         centre; elsewhere the caller takes the steps one by one.
         """
         K, D = params.means.shape
         kind = self.cov.name
-        if X.shape[0] * K * D <= _SMALL_DIAG_CELLS or kind == "tied" or (kind == "full" and D >= BLAS3_MOMENTS_MIN_D):
+        if X.shape[0] * K * D <= _FUSED_MIN_CELLS or kind == "tied" or (kind == "full" and D >= BLAS3_MOMENTS_MIN_D):
             return None
         prep = self._fused_constants(params, weights)
         if prep is None:
