@@ -151,26 +151,39 @@ def imap_chunks(func, chunks, pool_allowed=None):
             yield pending.popleft().result()
 
 
+_BLAS_CONTROLLER = None
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the loaded thread pools, made once per process: making one
+    resolves the path of every loaded shared library (about 10 ms with scikit-learn and pandas
+    loaded).  The BLAS libraries emkit calls (numpy's and scipy's) are loaded before any fit, by
+    the imports of numpy and scikit-learn."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER
+
+
 @contextlib.contextmanager
 def blas_single_threaded():
     """Context limiting BLAS to one thread while emkit's own pool provides the parallelism.
 
     Tiny BLAS/LAPACK calls (the M-step's 10 x 10 Cholesky solves) are many times slower when
     they wake a multi-threaded BLAS; large products run one per pool thread instead.  Entered
-    once per fit: nested uses (every pass over the chunks inside it) cost nothing, since
-    setting the limit through threadpoolctl takes milliseconds.  With ``EMKIT_NUM_THREADS``
-    set, numba's parallel kernels in this thread are capped at that number too.
+    once per fit: nested uses (every pass over the chunks inside it) cost nothing.  With
+    ``EMKIT_NUM_THREADS`` set, numba's parallel kernels in this thread are capped at that number too.
     """
     if getattr(_LOCAL, "blas_limited", False):
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     limit = _env_threads()
     numba_before = None if limit is None else _cap_numba(limit)
     _LOCAL.blas_limited = True
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             yield
     finally:
         _LOCAL.blas_limited = False
