@@ -98,13 +98,14 @@ def test_lloyd_paths_agree_with_brute_force_each_iteration(lloyd_path):
     assert np.bincount(labels, minlength=10).min() > 0
 
 
+@pytest.mark.parametrize("far", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_bounds_first_pass_labels_are_exact_nearest_with_ties(dtype):
-    """The Yinyang pass ranks centres by a BLAS product and keeps a label only when it wins by more
-    than the rounding of that formulation; near ties go to exact distances.  Integer data with
+def test_bounds_first_pass_labels_are_exact_nearest_with_ties(dtype, far):
+    """The Yinyang pass ranks centres by a float32 BLAS product and keeps a label only when it wins
+    by more than the rounding of that ranking; near ties go to exact distances.  Integer data with
     duplicated centres and rows equidistant from several centres (exact ties, lowest index wins),
-    and rows far from the origin (the product formulation loses digits there): the labels are the
-    nearest centres by exact distances, the bounds hold."""
+    and (``far``) rows far from the origin (the ranking loses all digits there): the labels are
+    the nearest centres by exact distances, the bounds hold."""
     from emkit.inference._kernels import yinyang_step
     from emkit.models.kmeans import _centre_groups, _half_separation
 
@@ -112,9 +113,10 @@ def test_bounds_first_pass_labels_are_exact_nearest_with_ties(dtype):
     D, K = 12, 40
     C = rng.integers(-3, 4, size=(K, D)).astype(np.float64)
     C[7] = C[3]  # a duplicated centre
-    C[20:] = C[:20] + 1e7  # far from the origin: |x|^2 ~ 1e15, rounding of |x|^2 - 2 x.c is ~ 0.1
-    C[25, 0] += 1.0  # a centre one unit from another, far out
-    X = np.concatenate([rng.integers(-4, 5, size=(3000, D)), rng.integers(-4, 5, size=(2000, D)) + 1e7,
+    if far:  # half the centres far out: float32 products of the ranking round by more than unit distances
+        C[20:] = C[:20] + 1e7
+        C[25, 0] += 1.0  # a centre one unit from another, far out
+    X = np.concatenate([rng.integers(-4, 5, size=(3000, D)), rng.integers(-4, 5, size=(2000, D)) + (1e7 if far else 2),
                         (C[:20:2] + C[1:20:2]) / 2, (C[20::2] + C[21::2]) / 2, C]).astype(dtype)
     n = X.shape[0]
     group_of = _centre_groups(C)

@@ -270,7 +270,7 @@ def _distance(X, i, C, k):
 
 
 @njit(cache=True, nogil=True)
-def _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1):
+def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1, m2, j1):
     """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
     nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
     distance to the nearest centre other than the assigned one (lower bounds).  Returns the
@@ -313,111 +313,161 @@ def _reassign_block(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1,
             if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
                 gb = g
         for g in range(G):
-            glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i])
-        upper[r] = math.sqrt(m1[gb, i])
-        if labels[r] != j1[gb, i]:
-            labels[r] = j1[gb, i]
+            glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i]) + group_drift[g]
+        a = j1[gb, i]
+        upper[r] = math.sqrt(m1[gb, i]) - drift[a]
+        if labels[r] != a:
+            labels[r] = a
             changed += 1
     return changed
 
 
-#: Unit roundoff of float64.
-_U64 = 2.0 ** -53
+#: Unit roundoff of float32, and a bound on the absolute rounding error of float32 products and
+#: sums below the normal range.
+_U32 = 2.0 ** -24
+_TINY32 = 2.0 ** -140
+#: Rows and centres farther than this from the centres' mean are ranked in float64 (their float32
+#: products could overflow).
+_FAR32 = 1e15
 
 
 @njit(cache=True, nogil=True)
-def _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, labels, upper, glower, xbuf,
-                         pbuf, xsq, m1, m2, j1, exact_rows, xt, acc):
-    """:func:`_reassign_block` for the rows ``X[rows[:m]]`` with the same labels, the distances from
-    one BLAS product.
+def _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, drift, group_drift, labels,
+                         upper, glower, xbuf, pbuf, tmp, m1, m2, j1, m1e, m2e, j1e, exact_rows, xt, acc):
+    """:func:`_reassign_block` for the rows ``X[rows[:m]]`` with the same labels, the distances
+    ranked by one float32 BLAS product.
 
-    With ``x`` and ``c`` taken relative to ``origin`` (the centres' mean; ``C_rel`` (K, D) and
-    ``c_sq_rel`` (K,) = ``|c|^2`` relative to it), the product ``P = C_rel @ x`` (K, m) ranks the
-    centres by ``|c|^2 - 2 x.c``.  That formulation rounds differently from the exact distances
-    ``sum (x - c)^2`` of :func:`_reassign_block`: each is within ``(D + 2) u S^2`` of the true
-    squared distance and the shift to the origin moves it by at most ``2 u S^2`` (``u`` the unit
-    roundoff, ``S = |x| + |c|`` relative to the origin; sums of D products or squares, bounded
-    term by term whatever the order of the sums), so they differ by less than
-    ``E = (4D + 16) u (|x| + max |c|)^2`` (a factor 2 to spare).  A row whose best value beats
-    every other centre by more than ``2E`` has the same nearest centre under both formulations, so
-    it takes that label, with the exact distance to it as upper bound and the group minima lowered
-    by ``E`` as lower bounds (still valid bounds, a hair looser).  The other rows (near ties,
-    duplicated centres) go through :func:`_reassign_block`: exactly the old labels and bounds.
+    With ``x`` and ``c`` taken relative to ``origin`` (the centres' mean) and rounded to float32
+    (``C_rel`` (K, D) float32, ``c_sq_rel`` (K,) = ``|c|^2`` of those, float32), the product
+    ``P = C_rel @ x`` (K, m) ranks the centres by ``|c|^2 - 2 x.c``.  That value plus ``|x|^2``
+    differs from the exact squared distance ``sum (x - c)^2`` (float64) of
+    :func:`_reassign_block` by less than ``E = (4D + 16) u (|x| + max |c|)^2`` (``u`` the float32
+    unit roundoff; ``S = |x| + |c|``: the rounding to float32 moves the distance by at most
+    ``2 u S^2``, the product, the ``|c|^2`` and the subtraction round by at most ``(D + 2) u S^2``
+    whatever the order of the sums, the float64 distance by far less: a factor 2 to spare; plus
+    a tiny absolute term for float32 values below the normal range).  A row whose best value
+    beats every other centre by more than ``2E`` has the same nearest centre under both
+    formulations, so it takes that label, with the exact distance to it as upper bound and the
+    group minima lowered by ``E`` as lower bounds (valid, a little looser).  The other rows (near
+    ties, duplicated centres, rows too far out for float32) go through :func:`_reassign_block`:
+    exactly the old labels and bounds.  Every step runs across the rows in SIMD lanes (``tmp``
+    (5, m) scratch) but the final scatter.  ``m1``, ``m2`` (G, m) float32 and ``j1`` (G, m) int32
+    are the ranking's buffers, ``m1e``, ``m2e``, ``j1e`` those of :func:`_reassign_block`.
     Returns the number of labels that changed."""
     K, D = C.shape
     G = m1.shape[0]
     xT = xbuf[: D * m].reshape((D, m))
+    best, best_group, runner, margin, xsq = tmp[0], tmp[1], tmp[2], tmp[3], tmp[4]
     for i in range(m):
         r = rows[i]
-        s = 0.0
         for d in range(D):
-            v = X[r, d] - origin[d]
-            xT[d, i] = v
-            s += v * v
-        xsq[i] = s
+            xT[d, i] = np.float32(X[r, d] - origin[d])
+    for i in range(m):
+        xsq[i] = 0.0
+    for d in range(D):
+        for i in range(m):
+            v = np.float64(xT[d, i])
+            xsq[i] += v * v
     P = pbuf[: K * m].reshape((K, m))
     np.dot(C_rel, xT, P)
+    inf32 = np.float32(np.inf)
+    two32 = np.float32(2.0)
     for g in range(G):
+        m1g, m2g, j1g = m1[g], m2[g], j1[g]
         for i in range(m):
-            m1[g, i] = np.inf
-            m2[g, i] = np.inf
-            j1[g, i] = 0
-    for k in range(K):
-        g = group_of[k]
+            m1g[i] = inf32
+            m2g[i] = inf32
+            j1g[i] = 0
+    for k in range(K):  # per group: the smallest value, its centre and the second smallest
         ck = c_sq_rel[k]
+        Pk = P[k]
+        g = group_of[k]
+        m1g, m2g, j1g = m1[g], m2[g], j1[g]
+        k32 = np.int32(k)
         for i in range(m):
-            v = ck - 2.0 * P[k, i]
-            a = m1[g, i]
+            v = ck - two32 * Pk[i]
+            a = m1g[i]
             b = a if a > v else v
-            m2[g, i] = b if b < m2[g, i] else m2[g, i]
-            j1[g, i] = k if v < a else j1[g, i]
-            m1[g, i] = v if v < a else a
-    coef = (4 * D + 16) * _U64
+            c = m2g[i]
+            m2g[i] = b if b < c else c
+            j1g[i] = k32 if v < a else j1g[i]
+            m1g[i] = v if v < a else a
+    for i in range(m):  # the best group (a float, to stay in the SIMD lanes of the values)
+        best[i] = m1[0, i]
+        best_group[i] = 0.0
+    for g in range(1, G):
+        m1g = m1[g]
+        fg = float(g)
+        for i in range(m):
+            v = np.float64(m1g[i])
+            lt = v < best[i]
+            best[i] = v if lt else best[i]
+            best_group[i] = fg if lt else best_group[i]
+    for i in range(m):
+        runner[i] = np.inf
+    for g in range(G):
+        m1g, m2g = m1[g], m2[g]
+        fg = float(g)
+        for i in range(m):
+            v = np.float64(m2g[i] if best_group[i] == fg else m1g[i])
+            runner[i] = v if v < runner[i] else runner[i]
+    coef = (4 * D + 16) * _U32
+    tiny = (4 * D + 16) * _TINY32
+    for i in range(m):
+        e = math.sqrt(xsq[i]) + c_norm_max
+        margin[i] = coef * e * e + tiny
     n_exact = 0
     changed = 0
     for i in range(m):
         r = rows[i]
-        gb = 0
-        for g in range(1, G):
-            if m1[g, i] < m1[gb, i]:
-                gb = g
-        second = m2[gb, i]
-        for g in range(G):
-            if g != gb and m1[g, i] < second:
-                second = m1[g, i]
-        e = math.sqrt(xsq[i]) + c_norm_max
-        e = coef * e * e
-        if not second - m1[gb, i] > 2.0 * e:
+        if not (runner[i] - best[i] > 2.0 * margin[i] and xsq[i] < _FAR32 * _FAR32):
             exact_rows[n_exact] = r
             n_exact += 1
             continue
-        best = j1[gb, i]
+        gb = int(best_group[i])
+        lab = j1[gb, i]
         for g in range(G):
-            lo = (m2[g, i] if g == gb else m1[g, i]) + xsq[i] - e
-            glower[r, g] = math.sqrt(lo) if lo > 0.0 else 0.0
-        upper[r] = _distance(X, r, C, best)
-        if labels[r] != best:
-            labels[r] = best
+            v = np.float64(m2[g, i] if g == gb else m1[g, i]) + xsq[i] - margin[i]
+            glower[r, g] = (math.sqrt(v) if v > 0.0 else 0.0) + group_drift[g]
+        upper[r] = _distance(X, r, C, lab) - drift[lab]
+        if labels[r] != lab:
+            labels[r] = lab
             changed += 1
     if n_exact:
-        changed += _reassign_block(X, exact_rows, n_exact, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
+        changed += _reassign_block(X, exact_rows, n_exact, C, group_of, drift, group_drift, labels, upper, glower, xt,
+                                   acc, m1e, m2e, j1e)
     return changed
 
 
 @njit(cache=True, nogil=True)
-def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, labels, upper, glower, sums, counts,
+def _reassign(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, ranked, group_of, drift, group_drift, labels, upper,
+              glower, xbuf, pbuf, tmp, m1, m2, j1, m1e, m2e, j1e, exact_rows, xt, acc):
+    if ranked:
+        return _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, drift,
+                                    group_drift, labels, upper, glower, xbuf, pbuf, tmp, m1, m2, j1, m1e, m2e, j1e,
+                                    exact_rows, xt, acc)
+    return _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1e, m2e, j1e)
+
+
+@njit(cache=True, nogil=True)
+def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, labels, upper, glower, sums, counts,
                  with_inertia):
     """Lloyd E-step of a chunk with Yinyang (group) bounds, and accumulation.
 
-    The centres are split into G groups (``group_of`` (K,)).  Each row keeps an upper bound
-    ``upper`` (n,) on the distance to its centre and lower bounds ``glower`` (n, G) on the
-    distance to every other centre of each group.  After the centres moved by ``shift`` (K,)
-    (``group_shift`` (G,): the largest move in each group), the bounds are loosened by the
-    moves; a row keeps its label when its upper bound (tightened to the exact distance if
-    needed) is within the smallest group bound or within ``half_sep`` (K,) of its centre (half
-    the distance to the nearest other centre).  The other rows get exact distances to every
-    centre (:func:`_reassign_block`).  Rows start with ``upper = inf``.  Accumulates like
-    :func:`lloyd_fused` and returns the number of labels that changed.
+    The centres are split into G groups (``group_of`` (K,)).  Each row keeps an upper bound on the
+    distance to its centre and lower bounds on the distance to every other centre of each group.
+    As the centres move, the upper bound grows by its centre's moves and the lower bounds shrink
+    by the largest move in their group; the bounds are stored relative to the running totals of
+    those moves, ``drift`` (K,) and ``group_drift`` (G,) (after this iteration's moves), so that
+    rows keeping their label write nothing: the upper bound is ``upper + drift[label]``, the group
+    bounds ``glower - group_drift`` (``upper`` (n,), ``glower`` (n, G)).  A row keeps its label
+    when its upper bound (tightened to the exact distance if needed) is within the smallest group
+    bound or within ``half_sep`` (K,) of its centre (half the distance to the nearest other
+    centre).  The other rows get distances to every centre (:func:`_reassign_block_gemm`).  Rows
+    start with ``upper = inf``.  Rows are handled window by window: checks, reassignments and
+    accumulation of a window run while its rows are in cache.  Accumulates like
+    :func:`lloyd_fused`; returns the number of labels that changed and, ``with_inertia``, the
+    inertia under the new labels (else 0).
     """
     n, D = X.shape
     G = glower.shape[1]
@@ -429,26 +479,32 @@ def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, la
             origin[d] += C[k, d]
     for d in range(D):
         origin[d] /= K
-    C_rel = np.empty((K, D))
-    c_sq_rel = np.empty(K)
+    C_rel = np.empty((K, D), dtype=np.float32)
+    c_sq_rel = np.empty(K, dtype=np.float32)
+    c_sq_max = 0.0
     for k in range(K):
         s = 0.0
         for d in range(D):
-            v = C[k, d] - origin[d]
+            v = np.float32(C[k, d] - origin[d])
             C_rel[k, d] = v
-            s += v * v
+            s += np.float64(v) * v
         c_sq_rel[k] = s
-    c_norm_max = math.sqrt(c_sq_rel.max())
+        c_sq_max = max(c_sq_max, s)
+    c_norm_max = math.sqrt(c_sq_max)
+    ranked = c_norm_max < _FAR32  # else every reassignment computes exact distances
     rows = np.empty(_BLOCK, dtype=np.int64)
     exact_rows = np.empty(_BLOCK, dtype=np.int64)
     xt = np.empty((D, _BLOCK))
-    xbuf = np.empty(D * _BLOCK)
-    pbuf = np.empty(K * _BLOCK)
-    xsq = np.empty(_BLOCK)
+    xbuf = np.empty(D * _BLOCK, dtype=np.float32)
+    pbuf = np.empty(K * _BLOCK, dtype=np.float32)
+    tmp = np.empty((5, _BLOCK))
     acc = np.empty(_BLOCK)
-    m1 = np.empty((G, _BLOCK))
-    m2 = np.empty((G, _BLOCK))
-    j1 = np.empty((G, _BLOCK), dtype=np.int64)
+    m1 = np.empty((G, _BLOCK), dtype=np.float32)
+    m2 = np.empty((G, _BLOCK), dtype=np.float32)
+    j1 = np.empty((G, _BLOCK), dtype=np.int32)
+    m1e = np.empty((G, _BLOCK))
+    m2e = np.empty((G, _BLOCK))
+    j1e = np.empty((G, _BLOCK), dtype=np.int64)
     changed = 0
     inertia = 0.0
     for w0 in range(0, n, _WINDOW):
@@ -456,30 +512,29 @@ def yinyang_step(X, C, group_of, shift, group_shift, half_sep, sample_weight, la
         m = 0
         for i in range(w0, w1):
             a = labels[i]
-            u = upper[i] + shift[a]
+            u = upper[i] + drift[a]
             lmin = np.inf
             for g in range(G):
-                lo = glower[i, g] - group_shift[g]
-                glower[i, g] = lo
+                lo = glower[i, g] - group_drift[g]
                 if lo < lmin:
                     lmin = lo
             if half_sep[a] > lmin:
                 lmin = half_sep[a]
             if u > lmin:
                 u = _distance(X, i, C, a)
+                upper[i] = u - drift[a]
                 if u > lmin:
                     rows[m] = i
                     m += 1
                     if m == _BLOCK:
-                        changed += _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of,
-                                                        labels, upper, glower, xbuf, pbuf, xsq, m1, m2, j1,
-                                                        exact_rows, xt, acc)
+                        changed += _reassign(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, ranked, group_of,
+                                             drift, group_drift, labels, upper, glower, xbuf, pbuf, tmp, m1, m2, j1,
+                                             m1e, m2e, j1e, exact_rows, xt, acc)
                         m = 0
-                    continue
-            upper[i] = u
         if m:
-            changed += _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, group_of, labels,
-                                            upper, glower, xbuf, pbuf, xsq, m1, m2, j1, exact_rows, xt, acc)
+            changed += _reassign(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, ranked, group_of, drift,
+                                 group_drift, labels, upper, glower, xbuf, pbuf, tmp, m1, m2, j1, m1e, m2e, j1e,
+                                 exact_rows, xt, acc)
         for i in range(w0, w1):  # the window's rows are still in cache
             a = labels[i]
             w = sample_weight[i] if weighted else 1.0

@@ -298,8 +298,12 @@ class _LloydPass:
         self.slices = [(sl,) for sl in row_slices(n, 1 << 15)]
         if bounds:
             self.group_of = _centre_groups(centers)
+            G = int(self.group_of.max()) + 1
             self.upper = np.full(n, np.inf)
-            self.glower = np.zeros((n, int(self.group_of.max()) + 1))
+            self.glower = np.zeros((n, G))
+            # running totals of the centres' moves and of each group's largest move (yinyang_step)
+            self.drift = np.zeros(centers.shape[0])
+            self.group_drift = np.zeros(G)
 
     def __call__(self, centers, shift, with_inertia=False):
         """Returns sums (K, D), weights (K,), the number of labels changed and, ``with_inertia``, the
@@ -309,11 +313,13 @@ class _LloydPass:
         if self.bounds:
             group_shift = np.zeros(self.glower.shape[1])
             np.maximum.at(group_shift, self.group_of, shift)
+            self.drift += shift
+            self.group_drift += group_shift
             half = _half_separation(centers)
 
             def one(sl):
                 sums, counts = np.zeros((K, D)), np.zeros(K)
-                changed, inertia = _k.yinyang_step(X[sl], centers, self.group_of, shift, group_shift, half,
+                changed, inertia = _k.yinyang_step(X[sl], centers, self.group_of, self.drift, self.group_drift, half,
                                                    sw[sl] if sw.size else sw, labels[sl], self.upper[sl],
                                                    self.glower[sl], sums, counts, with_inertia)
                 return sums, counts, changed, inertia
