@@ -121,7 +121,7 @@ def test_bounds_first_pass_labels_are_exact_nearest_with_ties(dtype, far):
     n = X.shape[0]
     group_of = _centre_groups(C)
     G = int(group_of.max()) + 1
-    labels, upper, glower = np.zeros(n, dtype=np.int64), np.full(n, np.inf), np.zeros((n, G))
+    labels, upper, glower = np.zeros(n, dtype=np.int64), np.full(n, np.inf), np.zeros((n, G), dtype=np.float32)
     sums, counts = np.zeros((K, D)), np.zeros(K)
     yinyang_step(X, C, group_of, np.zeros(K), np.zeros(G), _half_separation(C), np.empty(0), labels, upper, glower,
                  sums, counts, False)

@@ -270,6 +270,12 @@ def _distance(X, i, C, k):
 
 
 @njit(cache=True, nogil=True)
+def _round_down32(v):
+    """``v`` >= 0 as a float32 no larger than ``v`` (lower bounds are stored in float32)."""
+    return np.float32(v * (1.0 - 2.0 ** -22))
+
+
+@njit(cache=True, nogil=True)
 def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1, m2, j1):
     """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
     nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
@@ -313,7 +319,7 @@ def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, 
             if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
                 gb = g
         for g in range(G):
-            glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i]) + group_drift[g]
+            glower[r, g] = _round_down32(math.sqrt(m2[g, i] if g == gb else m1[g, i]) + group_drift[g])
         a = j1[gb, i]
         upper[r] = math.sqrt(m1[gb, i]) - drift[a]
         if labels[r] != a:
@@ -428,7 +434,7 @@ def _reassign_block_gemm(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, gro
         lab = j1[gb, i]
         for g in range(G):
             v = np.float64(m2[g, i] if g == gb else m1[g, i]) + xsq[i] - margin[i]
-            glower[r, g] = (math.sqrt(v) if v > 0.0 else 0.0) + group_drift[g]
+            glower[r, g] = _round_down32((math.sqrt(v) if v > 0.0 else 0.0) + group_drift[g])
         upper[r] = _distance(X, r, C, lab) - drift[lab]
         if labels[r] != lab:
             labels[r] = lab
@@ -515,14 +521,15 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
             u = upper[i] + drift[a]
             lmin = np.inf
             for g in range(G):
-                lo = glower[i, g] - group_drift[g]
+                lo = np.float64(glower[i, g]) - group_drift[g]
                 if lo < lmin:
                     lmin = lo
             if half_sep[a] > lmin:
                 lmin = half_sep[a]
             if u > lmin:
-                u = _distance(X, i, C, a)
-                upper[i] = u - drift[a]
+                if u < np.inf:  # tighten to the exact distance (no bound yet: first pass)
+                    u = _distance(X, i, C, a)
+                    upper[i] = u - drift[a]
                 if u > lmin:
                     rows[m] = i
                     m += 1

@@ -300,7 +300,7 @@ class _LloydPass:
             self.group_of = _centre_groups(centers)
             G = int(self.group_of.max()) + 1
             self.upper = np.full(n, np.inf)
-            self.glower = np.zeros((n, G))
+            self.glower = np.zeros((n, G), dtype=np.float32)  # rounded down: still lower bounds
             # running totals of the centres' moves and of each group's largest move (yinyang_step)
             self.drift = np.zeros(centers.shape[0])
             self.group_drift = np.zeros(G)
