@@ -470,8 +470,9 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
     when its upper bound (tightened to the exact distance if needed) is within the smallest group
     bound or within ``half_sep`` (K,) of its centre (half the distance to the nearest other
     centre).  The other rows get distances to every centre (:func:`_reassign_block_gemm`).  Rows
-    start with ``upper = inf``.  Rows are handled window by window: checks, reassignments and
-    accumulation of a window run while its rows are in cache.  Accumulates like
+    start with ``upper = inf``.  Rows are checked ``_WINDOW`` at a time and those whose labels are
+    final accumulated right after, while they are in cache (a partial block of rows to reassign is
+    flushed when it holds rows back for more than three windows); always in row order.  Accumulates like
     :func:`lloyd_fused`; returns the number of labels that changed and, ``with_inertia``, the
     inertia under the new labels (else 0).
     """
@@ -497,7 +498,7 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
         c_sq_rel[k] = s
         c_sq_max = max(c_sq_max, s)
     c_norm_max = math.sqrt(c_sq_max)
-    ranked = c_norm_max < _FAR32  # else every reassignment computes exact distances
+    ranked = c_norm_max < _FAR32 and K >= 1000
     rows = np.empty(_BLOCK, dtype=np.int64)
     exact_rows = np.empty(_BLOCK, dtype=np.int64)
     xt = np.empty((D, _BLOCK))
@@ -513,9 +514,10 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
     j1e = np.empty((G, _BLOCK), dtype=np.int64)
     changed = 0
     inertia = 0.0
+    m = 0
+    done = 0  # rows [0, done) are accumulated
     for w0 in range(0, n, _WINDOW):
         w1 = min(n, w0 + _WINDOW)
-        m = 0
         for i in range(w0, w1):
             a = labels[i]
             u = upper[i] + drift[a]
@@ -538,19 +540,134 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
                                              drift, group_drift, labels, upper, glower, xbuf, pbuf, tmp, m1, m2, j1,
                                              m1e, m2e, j1e, exact_rows, xt, acc)
                         m = 0
-        if m:
+        if m and (w1 == n or w1 - rows[0] > 3 * _WINDOW):  # pending rows held back too long: reassign now
             changed += _reassign(X, rows, m, C, origin, C_rel, c_sq_rel, c_norm_max, ranked, group_of, drift,
                                  group_drift, labels, upper, glower, xbuf, pbuf, tmp, m1, m2, j1, m1e, m2e, j1e,
                                  exact_rows, xt, acc)
-        for i in range(w0, w1):  # the window's rows are still in cache
-            a = labels[i]
-            w = sample_weight[i] if weighted else 1.0
+            m = 0
+        final = w1 if m == 0 else rows[0]  # rows before final have their labels: accumulate them in row order
+        for r in range(done, final):
+            a = labels[r]
+            w = sample_weight[r] if weighted else 1.0
             counts[a] += w
             for d in range(D):
-                sums[a, d] += w * X[i, d]
+                sums[a, d] += w * X[r, d]
         if with_inertia:
-            inertia = _add_inertia(X, w0, w1, C, labels, sample_weight, inertia)
+            inertia = _add_inertia(X, done, final, C, labels, sample_weight, inertia)
+        done = final
     return changed, inertia
+
+
+@njit(cache=True, nogil=True)
+def _reassign_block_plain(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1):
+    """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
+    nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
+    distance to the nearest centre other than the assigned one (lower bounds).  Returns the
+    number of labels that changed."""
+    K, D = C.shape
+    G = m1.shape[0]
+    for i in range(m):
+        r = rows[i]
+        for d in range(D):
+            xt[d, i] = X[r, d]
+    for g in range(G):
+        for i in range(m):
+            m1[g, i] = np.inf
+            m2[g, i] = np.inf
+            j1[g, i] = -1
+    for k in range(K):
+        c0 = C[k, 0]
+        for i in range(m):
+            t = xt[0, i] - c0
+            acc[i] = t * t
+        for d in range(1, D):
+            cd = C[k, d]
+            for i in range(m):
+                t = xt[d, i] - cd
+                acc[i] += t * t
+        g = group_of[k]
+        for i in range(m):
+            v = acc[i]
+            if v < m1[g, i]:
+                m2[g, i] = m1[g, i]
+                m1[g, i] = v
+                j1[g, i] = k
+            elif v < m2[g, i]:
+                m2[g, i] = v
+    changed = 0
+    for i in range(m):
+        r = rows[i]
+        gb = 0
+        for g in range(1, G):
+            if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
+                gb = g
+        for g in range(G):
+            glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i])
+        upper[r] = math.sqrt(m1[gb, i])
+        if labels[r] != j1[gb, i]:
+            labels[r] = j1[gb, i]
+            changed += 1
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def yinyang_step_plain(X, C, group_of, shift, group_shift, half_sep, sample_weight, labels, upper, glower, sums,
+                       counts):
+    """Lloyd E-step of a chunk with Yinyang (group) bounds, and accumulation; for few centres and
+    features (see ``kmeans.RANKED_MIN_WORK``), where :func:`yinyang_step` costs more per row.
+
+    The centres are split into G groups (``group_of`` (K,)).  Each row keeps an upper bound
+    ``upper`` (n,) on the distance to its centre and lower bounds ``glower`` (n, G) on the
+    distance to every other centre of each group.  After the centres moved by ``shift`` (K,)
+    (``group_shift`` (G,): the largest move in each group), the bounds are loosened by the
+    moves; a row keeps its label when its upper bound (tightened to the exact distance if
+    needed) is within the smallest group bound or within ``half_sep`` (K,) of its centre (half
+    the distance to the nearest other centre).  The other rows get exact distances to every
+    centre (:func:`_reassign_block_plain`).  Rows start with ``upper = inf``.  Accumulates like
+    :func:`lloyd_fused` and returns the number of labels that changed.
+    """
+    n, D = X.shape
+    G = glower.shape[1]
+    weighted = sample_weight.shape[0] > 0
+    rows = np.empty(_BLOCK, dtype=np.int64)
+    xt = np.empty((D, _BLOCK))
+    acc = np.empty(_BLOCK)
+    m1 = np.empty((G, _BLOCK))
+    m2 = np.empty((G, _BLOCK))
+    j1 = np.empty((G, _BLOCK), dtype=np.int64)
+    changed = 0
+    m = 0
+    for i in range(n):
+        a = labels[i]
+        u = upper[i] + shift[a]
+        lmin = np.inf
+        for g in range(G):
+            lo = glower[i, g] - group_shift[g]
+            glower[i, g] = lo
+            if lo < lmin:
+                lmin = lo
+        if half_sep[a] > lmin:
+            lmin = half_sep[a]
+        if u > lmin:
+            u = _distance(X, i, C, a)
+            if u > lmin:
+                rows[m] = i
+                m += 1
+                if m == _BLOCK:
+                    changed += _reassign_block_plain(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2,
+                                                     j1)
+                    m = 0
+                continue
+        upper[i] = u
+    if m:
+        changed += _reassign_block_plain(X, rows, m, C, group_of, labels, upper, glower, xt, acc, m1, m2, j1)
+    for i in range(n):
+        a = labels[i]
+        w = sample_weight[i] if weighted else 1.0
+        counts[a] += w
+        for d in range(D):
+            sums[a, d] += w * X[i, d]
+    return changed
 
 
 @njit(cache=True, nogil=True)
