@@ -50,13 +50,14 @@ def test_recovers_blobs():
     np.testing.assert_array_equal(KMeans(4, random_state=0, n_init=3).fit_predict(X), km.labels_)
 
 
-@pytest.fixture(params=["fused", "bounds"])
+@pytest.fixture(params=["fused", "bounds", "bounds-ranked"])
 def lloyd_path(request, monkeypatch):
-    """Run a test with each Lloyd path whatever the number of features: the fused full pass and
-    Yinyang bounds."""
+    """Run a test with each Lloyd path whatever the number of features and centres: the fused full
+    pass, Yinyang bounds with exact reassignments, and with reassignments ranked in float32."""
     from emkit.models import kmeans
 
     monkeypatch.setattr(kmeans, "BOUNDS_MIN_FEATURES", 10**9 if request.param == "fused" else 1)
+    monkeypatch.setattr(kmeans, "RANKED_MIN_WORK", 0 if request.param == "bounds-ranked" else 10**9)
     return request.param
 
 
