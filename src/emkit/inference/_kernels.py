@@ -276,11 +276,11 @@ def _round_down32(v):
 
 
 @njit(cache=True, nogil=True)
-def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1, m2, j1):
-    """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
-    nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
-    distance to the nearest centre other than the assigned one (lower bounds).  Returns the
-    number of labels that changed."""
+def _exact_group_minima(X, rows, m, C, group_of, xt, acc, m1, m2, j1):
+    """Exact squared distances ``sum (x - c)^2`` from the rows ``X[rows[:m]]`` to every centre,
+    vectorised over the rows (``xt`` (D, m), ``acc`` (m,) scratch): per group of centres the
+    smallest (``m1``), the centre giving it (``j1``, lowest index on ties) and the second smallest
+    (``m2``), each (G, m)."""
     K, D = C.shape
     G = m1.shape[0]
     for i in range(m):
@@ -311,6 +311,16 @@ def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, 
                 j1[g, i] = k
             elif v < m2[g, i]:
                 m2[g, i] = v
+
+
+@njit(cache=True, nogil=True)
+def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1, m2, j1):
+    """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
+    nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
+    distance to the nearest centre other than the assigned one (lower bounds).  Returns the
+    number of labels that changed."""
+    G = m1.shape[0]
+    _exact_group_minima(X, rows, m, C, group_of, xt, acc, m1, m2, j1)
     changed = 0
     for i in range(m):
         r = rows[i]
@@ -564,36 +574,8 @@ def _reassign_block_plain(X, rows, m, C, group_of, labels, upper, glower, xt, ac
     nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
     distance to the nearest centre other than the assigned one (lower bounds).  Returns the
     number of labels that changed."""
-    K, D = C.shape
     G = m1.shape[0]
-    for i in range(m):
-        r = rows[i]
-        for d in range(D):
-            xt[d, i] = X[r, d]
-    for g in range(G):
-        for i in range(m):
-            m1[g, i] = np.inf
-            m2[g, i] = np.inf
-            j1[g, i] = -1
-    for k in range(K):
-        c0 = C[k, 0]
-        for i in range(m):
-            t = xt[0, i] - c0
-            acc[i] = t * t
-        for d in range(1, D):
-            cd = C[k, d]
-            for i in range(m):
-                t = xt[d, i] - cd
-                acc[i] += t * t
-        g = group_of[k]
-        for i in range(m):
-            v = acc[i]
-            if v < m1[g, i]:
-                m2[g, i] = m1[g, i]
-                m1[g, i] = v
-                j1[g, i] = k
-            elif v < m2[g, i]:
-                m2[g, i] = v
+    _exact_group_minima(X, rows, m, C, group_of, xt, acc, m1, m2, j1)
     changed = 0
     for i in range(m):
         r = rows[i]
