@@ -508,7 +508,7 @@ def yinyang_step(X, C, group_of, drift, group_drift, half_sep, sample_weight, la
         c_sq_rel[k] = s
         c_sq_max = max(c_sq_max, s)
     c_norm_max = math.sqrt(c_sq_max)
-    ranked = c_norm_max < _FAR32 and K >= 1000
+    ranked = c_norm_max < _FAR32  # else every reassignment computes exact distances
     rows = np.empty(_BLOCK, dtype=np.int64)
     exact_rows = np.empty(_BLOCK, dtype=np.int64)
     xt = np.empty((D, _BLOCK))
