@@ -227,14 +227,11 @@ class MarkovChain:
     uses_parallel_kernels = True
 
     def __init__(self, emission, startprob_prior=1.0, transmat_prior=1.0, kappa=0.0, learn=None):
-        from .inference.hmm import WorkArrays  # imported by HMMs only, not by mixtures
-
         self.emission = emission
         K = emission.n_components
         self.startprob_prior = np.broadcast_to(check_concentration(startprob_prior, "startprob_prior", (K,)), (K,))
         self.transmat_prior = check_concentration(transmat_prior, "transmat_prior", (K, K)) + kappa * np.eye(K)
         self.learn = learn
-        self.work = WorkArrays()  # memory of fused E-steps, reused from one iteration to the next
 
     def _learns(self, name):
         return self.learn is None or name in self.learn
@@ -247,8 +244,7 @@ class MarkovChain:
 
         data = self.emission.prepare(X, lengths)
         fused = getattr(self.emission, "hmm_statistics", None)
-        out = None if fused is None else fused(params.emission, data, lengths, params.startprob, params.transmat,
-                                               self.work)
+        out = None if fused is None else fused(params.emission, data, lengths, params.startprob, params.transmat)
         if out is None:
             frame = self.frame_loglik(params, data)
             post = forward_backward(params.startprob, params.transmat, frame, lengths)

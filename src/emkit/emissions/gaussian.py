@@ -688,7 +688,7 @@ class GaussianEmission(EmissionFamily):
                 return self._per_coordinate_moments(X, weights, c, params)
         return self.moments(X, weights, params.means, params)
 
-    def hmm_statistics(self, params, X, lengths, startprob, transmat, work=None):
+    def hmm_statistics(self, params, X, lengths, startprob, transmat):
         """The E-step of a Markov chain over these emissions in one fused pass, or None.
 
         For diagonal and spherical covariances on data without NaN (and every mean near the
@@ -696,7 +696,6 @@ class GaussianEmission(EmissionFamily):
         GaussianStats)`` from :func:`emkit.inference.hmm.gaussian_diag_e_step`: what
         forward-backward on :meth:`log_likelihood` followed by :meth:`statistics` gives, without
         forming the (T, K) arrays.  None when that does not apply (the caller takes those steps).
-        ``work``: see :class:`emkit.inference.hmm.WorkArrays`.
         """
         if self.cov.name not in ("diag", "spherical") or has_nan(X):
             return None
@@ -707,7 +706,7 @@ class GaussianEmission(EmissionFamily):
         pc = params.precisions_cholesky
         log_norm = self.cov.log_det_cholesky(pc, D) - 0.5 * D * LOG_2PI
         out = _hmm.gaussian_diag_e_step(startprob, transmat, X, lengths, params.means,
-                                        self.cov.precision_matrix(pc, D), log_norm, c, work)
+                                        self.cov.precision_matrix(pc, D), log_norm, c)
         if out is None:
             return None
         seq_ll, start, trans, n, sx, sxx = out

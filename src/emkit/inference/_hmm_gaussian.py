@@ -13,13 +13,11 @@ log-space recursions for unsafe sequences: the results are those of the unfused
 steps, up to the order of the sums in the statistics.
 
 Sequences are processed one per thread, by blocks of sequences.  A long sequence
-(at least ``long_min`` frames) is processed in parallel phases instead: its
-log-densities over blocks of rows; its forward and backward recursions at the
-same time (the backward messages do not involve the forward ones, so one thread
-runs each, and the backward messages are kept); its posteriors, transition terms
-and statistics over blocks of rows.  Which sequences are long and where the
-blocks lie depend only on the lengths, and per-block statistics are summed in a
-fixed order, so results do not depend on the number of threads.
+(at least ``long_min`` frames) instead has its log-densities and its statistics
+computed over blocks of rows in parallel around its (sequential) recursion.
+Which sequences are long and where the blocks lie depend only on the lengths,
+and per-block statistics are summed in a fixed order, so results do not depend
+on the number of threads.
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._hmm_kernels import (_AXPY_MIN_K, _CHUNK, _FLAG_MIN_CZ, _NEG_INF, _TINY, _acc_outer_chunk, _chunk_frameprob,
-                           _fb_seq_log, _fb_seq_scaled, _forward_scaled, _matvec_axpy, _matvec_dot, _row_flushed)
+from ._hmm_kernels import _CHUNK, _NEG_INF, _fb_seq_log, _fb_seq_scaled
 from ._kernels import diag_mahalanobis_rows
 
 
@@ -100,14 +97,13 @@ def _recursion(pi, A, AT, logpi, logA, ll, n, post, mx, cs, S, Xc, st, K):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq_starts, block_starts, long_min,
-                           work):
+def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq_starts, block_starts, long_min):
     """Fused E-step over all sequences of ``X`` (T, D) float64.
 
     ``means`` (K, D), ``P`` (K, D) diagonal precisions, ``cst`` (K,) the log normalisers,
     ``center`` (D,) the centre of the moments.  Sequences of at least ``long_min`` frames are
-    processed with parallel phases (see the module docstring), in ``work`` (2 n K elements for
-    the longest); the others one per thread, by blocks of sequences (``block_starts``).
+    processed with parallel phases (see the module docstring); the others one per thread, by
+    blocks of sequences (``block_starts``).
 
     Returns
     -------
@@ -159,7 +155,7 @@ def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq
         n = seq_starts[s + 1] - a
         if n >= long_min and n > 0:
             seq_ll[s] = _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S_blk[i], X_blk[i],
-                                       st_blk[i], nk_blk[i], sx_blk[i], sxx_blk[i], work)
+                                       st_blk[i], nk_blk[i], sx_blk[i], sxx_blk[i])
             i += 1
     # ordered reduction (thread-count independent)
     S_tot = np.zeros((K, K), dtype=np.float64)
@@ -178,141 +174,27 @@ def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq
     return seq_ll, A * S_tot + X_tot, start, nk, sx, sxx
 
 
-# rows per block of the parallel phases of a long sequence (a multiple of _CHUNK)
+# rows per block of the parallel phases of a long sequence
 _LONG_ROWS = 16 * _CHUNK
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _backward_messages(A, AT, ll, n, BU, SC, mx, XS, E, EB, w):
-    """Backward messages of the scaled recursion over ll[:n], kept for the posteriors.
-
-    The operations of the backward pass of :func:`._hmm_kernels._fb_seq_scaled`, which do not
-    involve the forward messages: ``BU[t * K:(t + 1) * K]`` <- ``bu_t`` for t < n - 1 and
-    ``SC[t]`` <- 1 / max(bu_t) (``SC[n - 1] = 1``), so that ``w_{t+1} * SC[t + 1]`` with
-    ``w_{t+1} = E_{t+1} * bu_{t+1}`` (``E_{n-1}`` for the last row) is what that pass pairs
-    with row t.  ``mx`` receives the row maxima.  Returns False when some row is impossible for
-    every state or some max(bu_t) is below _TINY (the posterior normaliser would be too).
-    """
-    K = A.shape[0]
-    scale = 1.0
-    SC[n - 1] = 1.0
-    for c0 in range(((n - 1) // _CHUNK) * _CHUNK, -1, -_CHUNK):
-        c1 = min(c0 + _CHUNK, n)
-        if not _chunk_frameprob(ll, c0, c1, mx, XS, E, EB, True):
-            return False
-        for t in range(c1 - 1, c0 - 1, -1):
-            base = (t - c0) * K
-            if t == n - 1:
-                for k in range(K):
-                    w[k] = E[base + k]
-                continue
-            if K >= _AXPY_MIN_K:  # bu = A w_{t+1}
-                _matvec_axpy(AT, w, scale, BU, t * K)
-            else:
-                _matvec_dot(A, w, scale, BU, t * K)
-            bmax = 0.0
-            for i in range(K):
-                bmax = max(bmax, BU[t * K + i])
-            if not (bmax >= _TINY):
-                return False
-            for i in range(K):
-                w[i] = E[base + i] * BU[t * K + i]
-            scale = 1.0 / bmax
-            SC[t] = scale
-    return True
-
-
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _posteriors(ll, n, lo, hi, post, mx, cs, BU, SC, S, XS, E, EB, P, Q):
-    """Posteriors of rows [lo, hi) (``lo`` a multiple of _CHUNK) from the forward messages in
-    ``post`` and the backward messages of _backward_messages, in place, with their transition
-    terms added to S: the values of :func:`._hmm_kernels._fb_seq_scaled`.  ``XS``, ``E`` and
-    ``EB`` hold _CHUNK + 1 rows.  Returns False when the scaled recursion is unsafe."""
-    K = post.shape[1]
-    for c0 in range(lo, hi, _CHUNK):
-        c1 = min(c0 + _CHUNK, hi)
-        pairs = min(c1, n - 1) - c0  # rows with a successor
-        _chunk_frameprob(ll, c0, c0 + pairs + 1, mx, XS, E, EB, False)
-        for col in range(pairs):
-            t = c0 + col
-            Z = 0.0
-            for i in range(K):
-                Z += post[t, i] * BU[t * K + i]
-            if not (Z >= _TINY):
-                return False
-            if cs[t] * Z < _FLAG_MIN_CZ and _row_flushed(XS, col * K, K):
-                return False
-            invZ = 1.0 / Z
-            s1 = SC[t + 1]
-            for j in range(K):
-                w1 = E[(col + 1) * K + j] if t + 1 == n - 1 else E[(col + 1) * K + j] * BU[(t + 1) * K + j]
-                Q[j, col] = w1 * s1
-            for i in range(K):
-                at = post[t, i]
-                P[i, col] = at * invZ
-                post[t, i] = at * BU[t * K + i] * invZ
-        _acc_outer_chunk(S, P, Q, 0, pairs)
-    return True
-
-
 @njit(cache=True, nogil=True, parallel=True)
-def _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S, Xc, st, nk, sx, sxx, work):
-    """One long sequence in parallel phases: log-densities over blocks of rows; the forward and
-    the backward recursions at the same time (the backward messages do not involve the forward
-    ones); posteriors, transition terms and statistics over blocks of rows (summed in order).
-    ``work`` holds at least 3 n K + 4 n elements.  Returns the log-likelihood."""
+def _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S, Xc, st, nk, sx, sxx):
+    """One long sequence: log-densities over blocks of rows in parallel, the recursion, then the
+    statistics over blocks of rows in parallel (summed in order).  Returns its log-likelihood."""
     K = A.shape[0]
     D = X.shape[1]
     nrb = (n + _LONG_ROWS - 1) // _LONG_ROWS
-    ll = work[:n * K].reshape((n, K))
-    post = work[n * K:2 * n * K].reshape((n, K))
-    BU = work[2 * n * K:3 * n * K]
-    rest = work[3 * n * K:]
-    mxf = rest[:n]
-    mxb = rest[n:2 * n]
-    cs = rest[2 * n:3 * n]
-    SC = rest[3 * n:4 * n]
+    ll = np.empty((n, K), dtype=np.float64)
+    post = np.empty((n, K), dtype=np.float64)
     for rb in prange(nrb):
         lo = rb * _LONG_ROWS
         _loglik_rows(X, a, lo, min(lo + _LONG_ROWS, n), means, P, cst, np.empty((D, _CHUNK)), np.empty(_CHUNK), ll)
-    ok2 = np.zeros(2, dtype=np.bool_)
-    lp2 = np.zeros(2, dtype=np.float64)
-    for d in prange(2):
-        XS = np.empty(_CHUNK * K)
-        E = np.empty(_CHUNK * K)
-        EB = np.empty(_CHUNK * K, dtype=np.int64)
-        w = np.empty(K)
-        if d == 0:
-            okf, lpf = _forward_scaled(pi, AT, A, ll, 0, n, post, mxf, cs, XS, E, EB, np.empty(K), w)
-            ok2[0] = okf
-            lp2[0] = lpf
-        else:
-            ok2[1] = _backward_messages(A, AT, ll, n, BU, SC, mxb, XS, E, EB, w)
-    ok = ok2[0] and ok2[1]
-    S_rb = np.zeros((nrb, K, K), dtype=np.float64)
-    nk_rb = np.zeros((nrb, K), dtype=np.float64)
-    sx_rb = np.zeros((nrb, K, D), dtype=np.float64)
-    sxx_rb = np.zeros((nrb, K, D), dtype=np.float64)
-    if ok:
-        ok_rb = np.zeros(nrb, dtype=np.bool_)
-        for rb in prange(nrb):
-            lo = rb * _LONG_ROWS
-            hi = min(lo + _LONG_ROWS, n)
-            ok_rb[rb] = _posteriors(ll, n, lo, hi, post, mxf, cs, BU, SC, S_rb[rb], np.empty((_CHUNK + 1) * K),
-                                    np.empty((_CHUNK + 1) * K), np.empty((_CHUNK + 1) * K, dtype=np.int64),
-                                    np.empty((K, _CHUNK)), np.empty((K, _CHUNK)))
-        for rb in range(nrb):
-            ok = ok and ok_rb[rb]
-    lp = lp2[0]
-    if ok:
-        for rb in range(nrb):
-            S += S_rb[rb]
-        st += post[0]
-    else:  # exact log-space recursions
-        lp = _fb_seq_log(logpi, logA, ll, 0, n, post, Xc, np.empty(K), np.empty(K), np.empty(K))
-        if lp > _NEG_INF:
-            st += post[0]
+    lp = _recursion(pi, A, AT, logpi, logA, ll, n, post, np.empty(n), np.empty(n), S, Xc, st, K)
     if lp > _NEG_INF:
+        nk_rb = np.zeros((nrb, K), dtype=np.float64)
+        sx_rb = np.zeros((nrb, K, D), dtype=np.float64)
+        sxx_rb = np.zeros((nrb, K, D), dtype=np.float64)
         for rb in prange(nrb):
             lo = rb * _LONG_ROWS
             _stats_rows(post, lo, min(lo + _LONG_ROWS, n), X, a, center, np.empty((D, _CHUNK)), np.empty((K, _CHUNK)),

@@ -49,7 +49,6 @@ bit-identical whatever the number of numba threads.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,34 +260,7 @@ def _fb_kernel(pi, A, ll, lengths, force_log, seq_starts=None, block_starts=None
     )
 
 
-class WorkArrays:
-    """Work memory kept from one call to the next, one array per thread.
-
-    Filling fresh memory costs page faults (the first E-step of a 10^6-frame sequence spent more
-    time in them than in its recursion); an E-step given a ``WorkArrays`` reuses the array its
-    thread used last time, replaced when a larger one is needed.  The memory lives as long as
-    the object (a fit's model holds one); a pickled copy starts empty.
-    """
-
-    def __init__(self):
-        self._arrays = {}
-
-    def get(self, size):
-        """A float64 array of ``size`` elements (uninitialised)."""
-        key = threading.get_ident()
-        a = self._arrays.get(key)
-        if a is None or a.size < size:
-            a = self._arrays[key] = np.empty(size)
-        return a[:size]
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state):
-        self._arrays = {}
-
-
-def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log_norm, center, work=None):
+def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log_norm, center):
     """E-step of an HMM with diagonal Gaussian emissions, fused (see :mod:`._hmm_gaussian`).
 
     The frame log-likelihoods are ``-0.5 sum_d (x_d - means[k, d])^2 precisions[k, d] +
@@ -301,9 +273,6 @@ def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log
     n (K,), sx (K, D), sxx (K, D))`` with ``n = sum_t gamma_t``, ``sx = sum_t gamma_t (x_t - c)``
     and ``sxx = sum_t gamma_t (x_t - c)^2``; or None for a problem small enough that
     :func:`forward_backward` runs it in numpy (nothing to compile).
-
-    ``work`` (:class:`WorkArrays`, optional) provides the memory of long sequences' (T, K)
-    log-likelihoods, messages and posteriors.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     means = np.ascontiguousarray(means, dtype=np.float64)
@@ -315,13 +284,10 @@ def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log
     if _batched_pays(K, seq_starts):
         return None
     logpi, logA = _logs(pi, A)
-    longest = int(np.max(np.diff(seq_starts), initial=0))
-    size = (3 * K + 4) * longest if longest >= _LONG_STEPS else 0
-    buffer = work.get(size) if work is not None else np.empty(size)
     seq_ll, xi, start, n, sx, sxx = _g.gaussian_e_step_kernel(
         pi, A, np.ascontiguousarray(A.T), logpi, logA, X, means,
         np.ascontiguousarray(precisions, dtype=np.float64), np.ascontiguousarray(log_norm, dtype=np.float64),
-        np.ascontiguousarray(center, dtype=np.float64), seq_starts, block_starts, _LONG_STEPS, buffer)
+        np.ascontiguousarray(center, dtype=np.float64), seq_starts, block_starts, _LONG_STEPS)
     return seq_ll, start, xi, n, sx, sxx
 
 
