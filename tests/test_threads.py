@@ -66,3 +66,14 @@ def test_env_threads_is_checked(monkeypatch):
         em.n_threads()
     monkeypatch.setenv("EMKIT_NUM_THREADS", "3")
     assert em.n_threads() == 3
+
+
+def test_chunk_thread_tolerates_numba_being_imported(monkeypatch):
+    """A chunk starting while another chunk's first compiled kernel is importing numba (a partly initialised
+    module in sys.modules) runs without touching it."""
+    import types
+
+    from emkit import em
+
+    monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))
+    assert em._single_threaded(lambda a, b: a + b, 1, 2) == 3

@@ -221,7 +221,9 @@ def _single_threaded(func, *args):
     (:func:`parallel_kernels_threadsafe`), the others' kernels are not parallel.
     """
     numba = sys.modules.get("numba")
-    if numba is not None and numba.get_num_threads() != 1:
+    # numba may be half imported: another chunk's first compiled kernel can be importing it in its thread
+    get_num_threads = getattr(numba, "get_num_threads", None)
+    if get_num_threads is not None and get_num_threads() != 1:
         numba.set_num_threads(1)
     return func(*args)
 
