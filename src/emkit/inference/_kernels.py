@@ -758,6 +758,29 @@ def row_sq_norms(Y, out):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
+def _full_sq_distances(XT, b, means, U, k, xc, y, acc):
+    """``acc[:b]`` <- ``|| (x_i - mu_k)^T U_k ||^2`` for the rows ``XT[:, :b]`` (columns), using only the
+    upper triangle of ``U[k]``; ``xc`` (D, >= b) and ``y`` (>= b) are work space."""
+    D = XT.shape[0]
+    for l in range(D):
+        m = means[k, l]
+        for i in range(b):
+            xc[l, i] = XT[l, i] - m
+    for i in range(b):
+        acc[i] = 0.0
+    for j in range(D):
+        u = U[k, 0, j]
+        for i in range(b):
+            y[i] = xc[0, i] * u
+        for l in range(1, j + 1):
+            u = U[k, l, j]
+            for i in range(b):
+                y[i] += xc[l, i] * u
+        for i in range(b):
+            acc[i] += y[i] * y[i]
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def full_mahalanobis_t(XT, means, U, out):
     """Squared Mahalanobis distances with full precisions, vectorised over rows.
 
@@ -771,22 +794,7 @@ def full_mahalanobis_t(XT, means, U, out):
     y = np.empty(n)
     acc = np.empty(n)
     for k in range(K):
-        for l in range(D):
-            m = means[k, l]
-            for i in range(n):
-                xc[l, i] = XT[l, i] - m
-        for i in range(n):
-            acc[i] = 0.0
-        for j in range(D):
-            u = U[k, 0, j]
-            for i in range(n):
-                y[i] = xc[0, i] * u
-            for l in range(1, j + 1):
-                u = U[k, l, j]
-                for i in range(n):
-                    y[i] += xc[l, i] * u
-            for i in range(n):
-                acc[i] += y[i] * y[i]
+        _full_sq_distances(XT, n, means, U, k, xc, y, acc)
         for i in range(n):
             out[i, k] = acc[i]
 
@@ -975,25 +983,9 @@ def _full_block_log_joint(XT, b, means, U, log_const, log_w, xc, y, acc, T):
     """``T[k, :b]`` <- log joint densities of the block ``XT[:, :b]`` under full covariances: the
     distances of :func:`full_mahalanobis_t` (the triangles of ``U``) times -0.5, plus ``log_const``
     and ``log_w``."""
-    D = XT.shape[0]
     K = means.shape[0]
     for k in range(K):
-        for l in range(D):
-            m = means[k, l]
-            for i in range(b):
-                xc[l, i] = XT[l, i] - m
-        for i in range(b):
-            acc[i] = 0.0
-        for j in range(D):
-            u = U[k, 0, j]
-            for i in range(b):
-                y[i] = xc[0, i] * u
-            for l in range(1, j + 1):
-                u = U[k, l, j]
-                for i in range(b):
-                    y[i] += xc[l, i] * u
-            for i in range(b):
-                acc[i] += y[i] * y[i]
+        _full_sq_distances(XT, b, means, U, k, xc, y, acc)
         lc = log_const[k]
         lw = log_w[k]
         for i in range(b):
