@@ -51,18 +51,18 @@ def _double(v):
     return ctypes.byref(ctypes.c_double(float(v)))
 
 
-def _check(a, name):
+def _check(a, name, shape=None):
     if a.dtype != np.float64 or not a.flags.c_contiguous or a.ndim != 2:
         raise ValueError(f"{name} must be a C-contiguous 2-d float64 array")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}")
 
 
 def gram_upper(Z, out):
     """``out`` (D, D) <- ``Z^T Z`` for ``Z`` (n, D) in its upper triangle (the strict lower one is undefined)."""
     _check(Z, "Z")
-    _check(out, "out")
     n, D = Z.shape
-    if out.shape != (D, D):
-        raise ValueError(f"out must have shape {(D, D)}")
+    _check(out, "out", (D, D))
     # column-major: Z is the D x n matrix A, out the D x D matrix C; C's lower triangle is out's upper
     _routine("dsyrk")(b"L", b"N", _int(D), _int(n), _double(1.0), Z.ctypes.data, _int(D), _double(0.0),
                       out.ctypes.data, _int(D))
@@ -72,10 +72,8 @@ def gram_upper(Z, out):
 def times_upper(Y, U):
     """In place: ``Y`` (n, D) <- ``Y @ U`` for an upper-triangular ``U`` (D, D) (only its upper triangle is read)."""
     _check(Y, "Y")
-    _check(U, "U")
     n, D = Y.shape
-    if U.shape != (D, D):
-        raise ValueError(f"U must have shape {(D, D)}")
+    _check(U, "U", (D, D))
     # column-major: Y is the D x n matrix B and U the lower-triangular D x D matrix A = U^T: B <- A B
     _routine("dtrmm")(b"L", b"L", b"N", b"N", _int(D), _int(n), _double(1.0), U.ctypes.data, _int(D),
                       Y.ctypes.data, _int(D))
