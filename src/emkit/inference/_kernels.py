@@ -314,6 +314,17 @@ def _exact_group_minima(X, rows, m, C, group_of, xt, acc, m1, m2, j1):
 
 
 @njit(cache=True, nogil=True)
+def _nearest_group(m1, j1, i):
+    """The group holding row ``i``'s nearest centre, from the per-group minima of
+    :func:`_exact_group_minima` (the lowest centre index on ties)."""
+    gb = 0
+    for g in range(1, m1.shape[0]):
+        if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
+            gb = g
+    return gb
+
+
+@njit(cache=True, nogil=True)
 def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, glower, xt, acc, m1, m2, j1):
     """Exact distances from the rows ``X[rows[:m]]`` to every centre, vectorised over the rows: the
     nearest centre (lowest index on ties), the distance to it (upper bound) and, per group, the
@@ -324,10 +335,7 @@ def _reassign_block(X, rows, m, C, group_of, drift, group_drift, labels, upper, 
     changed = 0
     for i in range(m):
         r = rows[i]
-        gb = 0
-        for g in range(1, G):
-            if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
-                gb = g
+        gb = _nearest_group(m1, j1, i)
         for g in range(G):
             glower[r, g] = _round_down32(math.sqrt(m2[g, i] if g == gb else m1[g, i]) + group_drift[g])
         a = j1[gb, i]
@@ -579,10 +587,7 @@ def _reassign_block_plain(X, rows, m, C, group_of, labels, upper, glower, xt, ac
     changed = 0
     for i in range(m):
         r = rows[i]
-        gb = 0
-        for g in range(1, G):
-            if m1[g, i] < m1[gb, i] or (m1[g, i] == m1[gb, i] and j1[g, i] < j1[gb, i]):
-                gb = g
+        gb = _nearest_group(m1, j1, i)
         for g in range(G):
             glower[r, g] = math.sqrt(m2[g, i] if g == gb else m1[g, i])
         upper[r] = math.sqrt(m1[gb, i])
