@@ -135,3 +135,30 @@ def test_gaussian_hmm_fit_unchanged_by_the_fused_step(monkeypatch):
     np.testing.assert_allclose(fused.means_, plain.means_, rtol=1e-10)
     np.testing.assert_allclose(fused.covars_, plain.covars_, rtol=1e-10)
     np.testing.assert_allclose(fused.transmat_, plain.transmat_, rtol=1e-10, atol=1e-14)
+
+
+def test_long_sequence_fit_reuses_its_memory_with_the_same_results(monkeypatch):
+    # a fit keeps the long sequences' work memory from one iteration to the next (emkit._workspace);
+    # the results equal E-steps on fresh memory, and the unfused path's
+    rng = np.random.default_rng(10)
+    lengths = [3000, 700, 5000]
+    emission, params, X = _problem(rng, 3, 2, "diag", lengths)
+    monkeypatch.setattr(hmm, "_LONG_STEPS", 2000)
+    allocations = []
+    real_buffer = hmm._workspace.buffer
+
+    def counting_buffer(key, size, allocate):
+        def counted(n):
+            allocations.append(n)
+            return allocate(n)
+        return real_buffer(key, size, counted)
+
+    monkeypatch.setattr(hmm._workspace, "buffer", counting_buffer)
+    kw = dict(covariance_type="diag", max_iter=6, tol=0, random_state=0)
+    fused = GaussianHMM(3, **kw).fit(X, lengths)
+    assert len(allocations) == 1  # one allocation for the whole fit (every iteration after the first reuses it)
+    monkeypatch.setattr(GaussianEmission, "hmm_statistics", lambda *args: None)
+    plain = GaussianHMM(3, **kw).fit(X, lengths)
+    np.testing.assert_allclose(fused.lower_bounds_, plain.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(fused.means_, plain.means_, rtol=1e-10)
+    np.testing.assert_allclose(fused.transmat_, plain.transmat_, rtol=1e-10, atol=1e-14)

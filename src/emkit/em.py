@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _workspace
 
 _POOL = None
 _POOL_SIZE = None
@@ -268,7 +269,7 @@ def run_em(model, params, source, *, tol, max_iter, verbose=0, callback=None, in
     on_collapse : {"recover", "warn", "raise"} or None
         What to do when a component collapses (see :mod:`emkit.collapse`); None: no detection.
     """
-    with blas_single_threaded():
+    with blas_single_threaded(), _workspace.scope():
         return _run_em(model, params, source, tol, max_iter, verbose, callback, init_index, start_lower_bound,
                        on_collapse)
 
@@ -464,7 +465,7 @@ def run_stochastic_em(model, params, batches, *, schedule, tol, max_iter, verbos
     in force when the batch arrived; EM stops when it changes by less than ``tol`` between
     passes.
     """
-    with blas_single_threaded():
+    with blas_single_threaded(), _workspace.scope():
         return _run_stochastic_em(model, params, batches, schedule, tol, max_iter, verbose, callback, init_index)
 
 

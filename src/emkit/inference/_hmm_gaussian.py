@@ -97,13 +97,15 @@ def _recursion(pi, A, AT, logpi, logA, ll, n, post, mx, cs, S, Xc, st, K):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq_starts, block_starts, long_min):
+def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq_starts, block_starts, long_min,
+                           work):
     """Fused E-step over all sequences of ``X`` (T, D) float64.
 
     ``means`` (K, D), ``P`` (K, D) diagonal precisions, ``cst`` (K,) the log normalisers,
     ``center`` (D,) the centre of the moments.  Sequences of at least ``long_min`` frames are
-    processed with parallel phases (see the module docstring); the others one per thread, by
-    blocks of sequences (``block_starts``).
+    processed with parallel phases (see the module docstring), in the memory ``work``
+    (float64, at least ``long_work_size(K, n)`` for the longest of them, n); the others one
+    per thread, by blocks of sequences (``block_starts``).
 
     Returns
     -------
@@ -155,7 +157,7 @@ def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq
         n = seq_starts[s + 1] - a
         if n >= long_min and n > 0:
             seq_ll[s] = _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S_blk[i], X_blk[i],
-                                       st_blk[i], nk_blk[i], sx_blk[i], sxx_blk[i])
+                                       st_blk[i], nk_blk[i], sx_blk[i], sxx_blk[i], work)
             i += 1
     # ordered reduction (thread-count independent)
     S_tot = np.zeros((K, K), dtype=np.float64)
@@ -178,19 +180,34 @@ def gaussian_e_step_kernel(pi, A, AT, logpi, logA, X, means, P, cst, center, seq
 _LONG_ROWS = 16 * _CHUNK
 
 
+def long_work_size(K, n):
+    """Elements of the work memory of a long sequence of ``n`` frames and ``K`` states."""
+    return (2 * K + 2) * n
+
+
+@njit(cache=True, nogil=True)
+def empty(size):
+    """Uninitialised float64 memory from numba's allocator (numpy asks large allocations for
+    transparent huge pages, whose first faults can stall for 100 ms on compaction)."""
+    return np.empty(size, dtype=np.float64)
+
+
 @njit(cache=True, nogil=True, parallel=True)
-def _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S, Xc, st, nk, sx, sxx):
+def _long_sequence(pi, A, AT, logpi, logA, X, a, n, means, P, cst, center, S, Xc, st, nk, sx, sxx, work):
     """One long sequence: log-densities over blocks of rows in parallel, the recursion, then the
     statistics over blocks of rows in parallel (summed in order).  Returns its log-likelihood."""
     K = A.shape[0]
     D = X.shape[1]
     nrb = (n + _LONG_ROWS - 1) // _LONG_ROWS
-    ll = np.empty((n, K), dtype=np.float64)
-    post = np.empty((n, K), dtype=np.float64)
+    nK = n * K
+    ll = work[:nK].reshape((n, K))
+    post = work[nK:2 * nK].reshape((n, K))
+    mx = work[2 * nK:2 * nK + n]
+    cs = work[2 * nK + n:2 * nK + 2 * n]
     for rb in prange(nrb):
         lo = rb * _LONG_ROWS
         _loglik_rows(X, a, lo, min(lo + _LONG_ROWS, n), means, P, cst, np.empty((D, _CHUNK)), np.empty(_CHUNK), ll)
-    lp = _recursion(pi, A, AT, logpi, logA, ll, n, post, np.empty(n), np.empty(n), S, Xc, st, K)
+    lp = _recursion(pi, A, AT, logpi, logA, ll, n, post, mx, cs, S, Xc, st, K)
     if lp > _NEG_INF:
         nk_rb = np.zeros((nrb, K), dtype=np.float64)
         sx_rb = np.zeros((nrb, K, D), dtype=np.float64)

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _workspace
 from .._lazy import LazyModule
 from . import _hmm_batched as _b
 
@@ -284,10 +285,14 @@ def gaussian_diag_e_step(startprob, transmat, X, lengths, means, precisions, log
     if _batched_pays(K, seq_starts):
         return None
     logpi, logA = _logs(pi, A)
+    longest = int(np.max(np.diff(seq_starts), initial=0))
+    # the memory of long sequences is reused from one iteration of a fit to the next (see _workspace)
+    work = _workspace.buffer("hmm-gaussian-long", _g.long_work_size(K, longest) if longest >= _LONG_STEPS else 0,
+                             _g.empty)
     seq_ll, xi, start, n, sx, sxx = _g.gaussian_e_step_kernel(
         pi, A, np.ascontiguousarray(A.T), logpi, logA, X, means,
         np.ascontiguousarray(precisions, dtype=np.float64), np.ascontiguousarray(log_norm, dtype=np.float64),
-        np.ascontiguousarray(center, dtype=np.float64), seq_starts, block_starts, _LONG_STEPS)
+        np.ascontiguousarray(center, dtype=np.float64), seq_starts, block_starts, _LONG_STEPS, work)
     return seq_ll, start, xi, n, sx, sxx
 
 
